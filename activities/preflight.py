@@ -1,0 +1,30 @@
+"""Activity: read the account, vault, key and identity, and report findings and the plan. Changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import azure.durable_functions as df
+
+from cmk.arm import arm_outcomes
+from cmk.preflight import run_preflight
+from cmk.requests import parse_enablement_request
+
+PREFLIGHT = "preflight"
+
+bp = df.Blueprint()
+
+
+@arm_outcomes
+def preflight_activity(payload: dict[str, Any]) -> Any:
+    """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry)}."""
+    request = parse_enablement_request(payload["request"])
+    as_of = datetime.fromisoformat(payload["asOf"])
+    return run_preflight(request, as_of)
+
+
+@bp.function_name(PREFLIGHT)
+@bp.activity_trigger(input_name="payload", activity=PREFLIGHT)
+def preflight(payload: dict[str, Any]) -> Any:
+    return preflight_activity(payload)

@@ -1,0 +1,127 @@
+"""The one place Azure SDK clients are made: endpoint, credential and retry behaviour come from app settings.
+
+In Azure the credential is the app's managed identity through DefaultAzureCredential. Against the local simulator
+nothing in this module changes: the simulator serves the same managed-identity endpoint App Service does
+(IDENTITY_ENDPOINT / IDENTITY_HEADER), ARM_ENDPOINT points at it, and REQUESTS_CA_BUNDLE trusts its certificate.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
+from azure.core.pipeline.transport import HttpRequest, HttpResponse
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.cosmosdb import CosmosDBManagementClient
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
+
+from cmk import settings
+
+# Preview api-version that still reports enableMaterializedViews and enableAllVersionsAndDeletesChangeFeed,
+# which the stable api-version of azure-mgmt-cosmosdb 10 does not model.
+COSMOS_PREVIEW_API_VERSION = "2025-11-01-preview"
+AUTHORIZATION_API_VERSION = "2022-04-01"
+
+
+class ThrottleAwareRetryPolicy(RetryPolicy[HttpRequest, HttpResponse]):
+    """The SDK's retry policy for transient faults (5xx, resets), except that it never sleeps on a 429.
+
+    A throttled request goes back to the orchestrator, which waits out Retry-After on a durable timer instead
+    of holding a worker; an activity sleeping on real time would also ignore the simulator's scaled clock.
+    """
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        if response.http_response.status_code == 429:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
+def _retry_policy() -> ThrottleAwareRetryPolicy:
+    return ThrottleAwareRetryPolicy(retry_total=4, retry_backoff_factor=0.5, retry_backoff_max=8)
+
+
+_credential_lock = threading.Lock()
+IdentityConfig = tuple[str | None, str]
+
+
+@functools.lru_cache(maxsize=8)
+def _credential_for(identity: IdentityConfig) -> TokenCredential:
+    return DefaultAzureCredential(managed_identity_client_id=identity[1] or None)
+
+
+def _identity_config() -> IdentityConfig:
+    return os.environ.get("IDENTITY_ENDPOINT"), settings.get_str("AZURE_CLIENT_ID")
+
+
+def credential() -> TokenCredential:
+    """The app's identity. Cached per configuration so tokens are reused across calls and threads."""
+    with _credential_lock:
+        return _credential_for(_identity_config())
+
+
+def _client_kwargs(endpoint: str) -> dict[str, Any]:
+    return {"base_url": endpoint, "retry_policy": _retry_policy()}
+
+
+# Clients are cached per subscription and configuration: they hold connection pools worth reusing, and a changed
+# endpoint or identity (tests pointing at a new simulator) must not reuse a stale one.
+@functools.lru_cache(maxsize=256)
+def _cosmos(subscription_id: str, endpoint: str, api_version: str | None, identity: IdentityConfig) -> Any:
+    kwargs = _client_kwargs(endpoint)
+    if api_version:
+        kwargs["api_version"] = api_version
+    return CosmosDBManagementClient(_credential_for(identity), subscription_id, **kwargs)
+
+
+def cosmos(subscription_id: str, *, preview: bool = False) -> CosmosDBManagementClient:
+    api_version = COSMOS_PREVIEW_API_VERSION if preview else None
+    client: CosmosDBManagementClient = _cosmos(
+        subscription_id, settings.get_str("ARM_ENDPOINT"), api_version, _identity_config()
+    )
+    return client
+
+
+@functools.lru_cache(maxsize=256)
+def _keyvault(subscription_id: str, endpoint: str, identity: IdentityConfig) -> KeyVaultManagementClient:
+    return KeyVaultManagementClient(_credential_for(identity), subscription_id, **_client_kwargs(endpoint))
+
+
+def keyvault(subscription_id: str) -> KeyVaultManagementClient:
+    return _keyvault(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+
+
+@functools.lru_cache(maxsize=256)
+def _authorization(subscription_id: str, endpoint: str, identity: IdentityConfig) -> AuthorizationManagementClient:
+    return AuthorizationManagementClient(
+        _credential_for(identity), subscription_id, api_version=AUTHORIZATION_API_VERSION, **_client_kwargs(endpoint)
+    )
+
+
+def authorization(subscription_id: str) -> AuthorizationManagementClient:
+    return _authorization(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+
+
+@functools.lru_cache(maxsize=256)
+def _msi(subscription_id: str, endpoint: str, identity: IdentityConfig) -> ManagedServiceIdentityClient:
+    return ManagedServiceIdentityClient(_credential_for(identity), subscription_id, **_client_kwargs(endpoint))
+
+
+def msi(subscription_id: str) -> ManagedServiceIdentityClient:
+    return _msi(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+
+
+@functools.lru_cache(maxsize=8)
+def _resource_graph(endpoint: str, identity: IdentityConfig) -> ResourceGraphClient:
+    return ResourceGraphClient(_credential_for(identity), **_client_kwargs(endpoint))
+
+
+def resource_graph() -> ResourceGraphClient:
+    return _resource_graph(settings.get_str("ARM_ENDPOINT"), _identity_config())

@@ -1,0 +1,245 @@
+"""Reading the facts preflight needs from Azure: the account, its vault and key, and identities.
+
+Everything returned is plain JSON-serialisable data (TypedDicts), ready to cross an activity boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from azure.core.exceptions import HttpResponseError
+
+from cmk import clients, settings
+from cmk.arm import is_not_found
+from cmk.resource_ids import KeyUri, ResourceId, parse_vault_id
+
+CASSANDRA_CAPABILITY = "EnableCassandra"
+VECTOR_SEARCH_CAPABILITY = "EnableNoSQLVectorSearch"
+NON_NOSQL_CAPABILITIES = {"EnableCassandra", "EnableGremlin", "EnableTable", "EnableMongo"}
+MATERIALIZED_VIEWS_BUILDER = "MaterializedViewsBuilder"
+
+
+class UserAssignedIdentityFacts(TypedDict):
+    principalId: str | None
+    clientId: str | None
+
+
+class AccountFacts(TypedDict):
+    id: str
+    name: str
+    location: str
+    kind: str
+    provisioningState: str
+    capabilities: list[str]
+    backupType: str | None
+    backupMigrationInProgress: bool
+    keyVaultKeyUri: str | None
+    keyVaultKeyUriVersion: str | None
+    customerManagedKeyStatus: str | None
+    defaultIdentity: str | None
+    identityType: str
+    systemPrincipalId: str | None
+    identityTenantId: str | None
+    userAssignedIdentities: dict[str, UserAssignedIdentityFacts]
+    documentEndpoint: str | None
+    enableAnalyticalStorage: bool
+    # Preview-only properties: None when the preview api-version could not be read.
+    enableMaterializedViews: bool | None
+    enableAllVersionsAndDeletesChangeFeed: bool | None
+    materializedViewsBuilder: bool
+
+
+class VaultFacts(TypedDict):
+    id: str
+    name: str
+    tenantId: str | None
+    permissionModel: Literal["rbac", "accessPolicy"]
+    softDeleteEnabled: bool
+    purgeProtectionEnabled: bool
+    publicNetworkAccess: str | None
+    networkDefaultAction: str | None
+    networkBypass: str | None
+    accessPolicies: list[dict[str, Any]]
+
+
+class KeyFacts(TypedDict):
+    name: str
+    kty: str | None
+    keySize: int | None
+    keyOps: list[str] | None
+    enabled: bool
+    notBefore: int | None
+    expires: int | None
+    keyUri: str | None
+    keyUriWithVersion: str | None
+    version: str | None
+
+
+class IdentityFacts(TypedDict):
+    id: str
+    principalId: str | None
+    clientId: str | None
+    tenantId: str | None
+
+
+def _account_facts(body: dict[str, Any]) -> AccountFacts:
+    properties: dict[str, Any] = body.get("properties") or {}
+    identity: dict[str, Any] = body.get("identity") or {}
+    backup: dict[str, Any] = properties.get("backupPolicy") or {}
+    migration: dict[str, Any] = backup.get("migrationState") or {}
+    user_assigned = identity.get("userAssignedIdentities") or {}
+    return {
+        "id": body["id"],
+        "name": body.get("name") or body["id"].rsplit("/", 1)[-1],
+        "location": body.get("location") or "",
+        "kind": body.get("kind") or "GlobalDocumentDB",
+        "provisioningState": properties.get("provisioningState") or "Succeeded",
+        "capabilities": [c.get("name", "") for c in properties.get("capabilities") or []],
+        "backupType": backup.get("type"),
+        "backupMigrationInProgress": str(migration.get("status", "")).lower() == "inprogress",
+        "keyVaultKeyUri": properties.get("keyVaultKeyUri") or None,
+        "keyVaultKeyUriVersion": properties.get("keyVaultKeyUriVersion"),
+        "customerManagedKeyStatus": properties.get("customerManagedKeyStatus"),
+        "defaultIdentity": properties.get("defaultIdentity"),
+        "identityType": identity.get("type") or "None",
+        "systemPrincipalId": identity.get("principalId"),
+        "identityTenantId": identity.get("tenantId"),
+        "userAssignedIdentities": {
+            resource_id: {"principalId": value.get("principalId"), "clientId": value.get("clientId")}
+            for resource_id, value in user_assigned.items()
+        },
+        "documentEndpoint": properties.get("documentEndpoint"),
+        "enableAnalyticalStorage": bool(properties.get("enableAnalyticalStorage")),
+        "enableMaterializedViews": None,
+        "enableAllVersionsAndDeletesChangeFeed": None,
+        "materializedViewsBuilder": False,
+    }
+
+
+def read_account(account: ResourceId, *, include_preview: bool = False) -> AccountFacts | None:
+    """The account as ARM reports it, or None when it does not exist.
+
+    With include_preview, also reads the preview-only feature flags (materialized views, all-versions-and-deletes
+    change feed) and the MaterializedViewsBuilder service, which the stable api-version does not report.
+    """
+    client = clients.cosmos(account.subscription_id)
+    try:
+        body = client.database_accounts.get(account.resource_group, account.name).as_dict()
+    except HttpResponseError as error:
+        if is_not_found(error):
+            return None
+        raise
+    facts = _account_facts(body)
+    if include_preview:
+        _add_preview_features(account, facts)
+    return facts
+
+
+def _add_preview_features(account: ResourceId, facts: AccountFacts) -> None:
+    is_nosql = facts["kind"] == "GlobalDocumentDB" and not NON_NOSQL_CAPABILITIES & set(facts["capabilities"])
+    preview = clients.cosmos(account.subscription_id, preview=True)
+    try:
+        properties = preview.database_accounts.get(account.resource_group, account.name).as_dict()["properties"]
+        facts["enableMaterializedViews"] = bool(properties.get("enableMaterializedViews"))
+        facts["enableAllVersionsAndDeletesChangeFeed"] = bool(properties.get("enableAllVersionsAndDeletesChangeFeed"))
+    except HttpResponseError as error:
+        # An api-version retired or not offered in this cloud: the rules report what stayed unknown.
+        if error.status_code not in (400, 404):
+            raise
+    if is_nosql:
+        services = clients.cosmos(account.subscription_id).service.list(account.resource_group, account.name)
+        facts["materializedViewsBuilder"] = any(
+            str((service.as_dict().get("properties") or {}).get("serviceType", "")).lower()
+            == MATERIALIZED_VIEWS_BUILDER.lower()
+            for service in services
+        )
+
+
+def find_vault(key_uri: KeyUri, account_subscription: str) -> VaultFacts | None:
+    """The vault that holds the key: searched in the account's subscription, then CMK_KEY_VAULT_SUBSCRIPTIONS.
+
+    A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the first
+    vault of that name found in the searched subscriptions is the one.
+    """
+    extra = [str(s).lower() for s in settings.get_json("CMK_KEY_VAULT_SUBSCRIPTIONS") or []]
+    for subscription in dict.fromkeys([account_subscription.lower(), *extra]):
+        for vault in clients.keyvault(subscription).vaults.list_by_subscription():
+            body = vault.as_dict()
+            if str(body.get("name", "")).lower() == key_uri.vault_name.lower():
+                return _vault_facts(body)
+    return None
+
+
+def read_vault(vault_id: str) -> VaultFacts | None:
+    vault = parse_vault_id(vault_id)
+    try:
+        body = clients.keyvault(vault.subscription_id).vaults.get(vault.resource_group, vault.name).as_dict()
+    except HttpResponseError as error:
+        if is_not_found(error):
+            return None
+        raise
+    return _vault_facts(body)
+
+
+def _vault_facts(body: dict[str, Any]) -> VaultFacts:
+    properties: dict[str, Any] = body.get("properties") or {}
+    acls: dict[str, Any] = properties.get("networkAcls") or {}
+    return {
+        "id": body["id"],
+        "name": body.get("name") or body["id"].rsplit("/", 1)[-1],
+        "tenantId": properties.get("tenantId"),
+        "permissionModel": "rbac" if properties.get("enableRbacAuthorization") else "accessPolicy",
+        # Both flags may be absent on old vaults; absent means off, as Key Vault documents for purge protection.
+        "softDeleteEnabled": properties.get("enableSoftDelete") is True,
+        "purgeProtectionEnabled": properties.get("enablePurgeProtection") is True,
+        "publicNetworkAccess": properties.get("publicNetworkAccess"),
+        "networkDefaultAction": acls.get("defaultAction"),
+        "networkBypass": acls.get("bypass"),
+        "accessPolicies": list(properties.get("accessPolicies") or []),
+    }
+
+
+def read_key(vault: VaultFacts, key_uri: KeyUri) -> KeyFacts | None:
+    vault_id = parse_vault_id(vault["id"])
+    operations = clients.keyvault(vault_id.subscription_id).keys
+    try:
+        if key_uri.version:
+            key = operations.get_version(vault_id.resource_group, vault_id.name, key_uri.key_name, key_uri.version)
+        else:
+            key = operations.get(vault_id.resource_group, vault_id.name, key_uri.key_name)
+    except HttpResponseError as error:
+        if is_not_found(error):
+            return None
+        raise
+    body = key.as_dict()
+    properties: dict[str, Any] = body.get("properties") or {}
+    attributes: dict[str, Any] = properties.get("attributes") or {}
+    with_version = properties.get("keyUriWithVersion")
+    return {
+        "name": body.get("name") or key_uri.key_name,
+        "kty": properties.get("kty"),
+        "keySize": properties.get("keySize"),
+        "keyOps": properties.get("keyOps"),
+        "enabled": attributes.get("enabled", True) is not False,
+        "notBefore": attributes.get("nbf"),
+        "expires": attributes.get("exp"),
+        "keyUri": properties.get("keyUri"),
+        "keyUriWithVersion": with_version,
+        "version": with_version.rstrip("/").rsplit("/", 1)[-1] if with_version else key_uri.version,
+    }
+
+
+def read_user_assigned_identity(identity: ResourceId) -> IdentityFacts | None:
+    client = clients.msi(identity.subscription_id)
+    try:
+        found = client.user_assigned_identities.get(identity.resource_group, identity.name)
+    except HttpResponseError as error:
+        if is_not_found(error):
+            return None
+        raise
+    return {
+        "id": found.id or str(identity),
+        "principalId": found.principal_id,
+        "clientId": found.client_id,
+        "tenantId": found.tenant_id,
+    }

@@ -1,0 +1,354 @@
+"""Preflight: is this account ready for the irreversible key PATCH, and what exactly would we do?
+
+The rules are pure functions of the facts read from Azure (see cmk.inventory), so each one can be read on its
+own and tested against worlds that trigger it. `run_preflight` reads the facts and applies every rule, so one
+run reports everything a user has to fix, not just the first problem.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal, NotRequired, TypedDict
+
+from cmk import inventory, settings
+from cmk.document_ids import MAX_DOCUMENT_ID_BYTES, DocumentIdScan, scan_document_ids
+from cmk.findings import Code, Finding, blocking, has_blocking, warning
+from cmk.inventory import AccountFacts, KeyFacts, VaultFacts
+from cmk.requests import SYSTEM_ASSIGNED, EnablementRequest
+from cmk.resource_ids import ResourceId, parse_account_id, parse_identity_id, parse_key_uri, same_key_uri
+
+SUPPORTED_KEY_TYPES = {"RSA", "RSA-HSM"}
+MIN_RSA_KEY_SIZE = 2048
+REQUIRED_KEY_OPERATIONS = {"wrapKey", "unwrapKey"}
+USER_ASSIGNED_PREFIX = "UserAssignedIdentity="
+SYSTEM_ASSIGNED_DEFAULT = "SystemAssignedIdentity"
+
+
+class PlannedIdentity(TypedDict):
+    type: Literal["SystemAssigned", "UserAssigned"]
+    resourceId: NotRequired[str]
+    principalId: NotRequired[str | None]
+
+
+class PlannedVault(TypedDict):
+    id: str
+    permissionModel: Literal["rbac", "accessPolicy"]
+    tenantId: str | None
+
+
+class Plan(TypedDict):
+    accountId: str
+    keyUri: str
+    identity: PlannedIdentity
+    defaultIdentity: str
+    vault: PlannedVault
+
+
+class AccountSummary(TypedDict):
+    kind: str
+    location: str
+    backupType: str | None
+    provisioningState: str
+    keyVaultKeyUri: str | None
+    customerManagedKeyStatus: str | None
+
+
+class PreflightResult(TypedDict):
+    accountId: str
+    findings: list[Finding]
+    blocked: bool
+    plan: Plan | None
+    account: AccountSummary | None
+    documentIds: NotRequired[DocumentIdScan]
+
+
+def check_account(account: AccountFacts) -> list[Finding]:
+    findings: list[Finding] = []
+    name = account["name"]
+    if account["provisioningState"].lower() != "succeeded":
+        findings.append(
+            blocking(
+                Code.ACCOUNT_BUSY,
+                f"Account {name} is {account['provisioningState']}; wait until its current operation ends.",
+            )
+        )
+    if account["backupMigrationInProgress"]:
+        findings.append(
+            blocking(
+                Code.ACCOUNT_BUSY,
+                f"Account {name} is migrating its backup policy; enable CMK after the migration completes.",
+            )
+        )
+    capabilities = set(account["capabilities"])
+    if inventory.CASSANDRA_CAPABILITY in capabilities:
+        findings.append(
+            blocking(
+                Code.CASSANDRA_NOT_SUPPORTED,
+                f"Account {name} uses the API for Apache Cassandra; Azure does not support enabling "
+                "customer-managed keys on existing Cassandra accounts.",
+            )
+        )
+    if inventory.VECTOR_SEARCH_CAPABILITY in capabilities:
+        findings.append(
+            blocking(
+                Code.VECTOR_SEARCH_NOT_SUPPORTED,
+                f"Account {name} has vector search enabled; Azure does not support enabling customer-managed "
+                "keys on existing accounts with vector search.",
+            )
+        )
+    if account["enableMaterializedViews"] or account["materializedViewsBuilder"]:
+        findings.append(
+            blocking(
+                Code.MATERIALIZED_VIEWS_NOT_SUPPORTED,
+                f"Account {name} uses materialized views; enabling customer-managed keys on existing accounts "
+                "with materialized views is not supported.",
+            )
+        )
+    if account["enableAllVersionsAndDeletesChangeFeed"]:
+        findings.append(
+            blocking(
+                Code.ALL_VERSIONS_AND_DELETES_CHANGE_FEED_NOT_SUPPORTED,
+                f"Account {name} has the all versions and deletes (full-fidelity) change feed enabled; enabling "
+                "customer-managed keys on such existing accounts is not supported.",
+            )
+        )
+    return findings
+
+
+def check_existing_key(account: AccountFacts, key_uri: str) -> Finding | None:
+    configured = account["keyVaultKeyUri"]
+    if not configured:
+        return None
+    if same_key_uri(configured, key_uri):
+        return blocking(
+            Code.ALREADY_ENABLED,
+            f"Account {account['name']} already uses this key ({configured}); nothing to do.",
+        )
+    return blocking(
+        Code.DIFFERENT_KEY_CONFIGURED,
+        f"Account {account['name']} already uses another key ({configured}); changing keys is a key rotation, "
+        "which this tool does not do.",
+    )
+
+
+def check_vault(vault: VaultFacts | None, key_uri: str) -> list[Finding]:
+    vault_name = parse_key_uri(key_uri).vault_name
+    if vault is None:
+        return [
+            blocking(
+                Code.VAULT_NOT_FOUND,
+                f"Key Vault {vault_name} was not found in the account's subscription or in "
+                "CMK_KEY_VAULT_SUBSCRIPTIONS (or this app cannot read it).",
+            )
+        ]
+    findings: list[Finding] = []
+    if not vault["softDeleteEnabled"]:
+        findings.append(
+            blocking(
+                Code.VAULT_SOFT_DELETE_DISABLED,
+                f"Key Vault {vault['name']} does not have soft delete enabled; Cosmos DB requires it.",
+            )
+        )
+    if not vault["purgeProtectionEnabled"]:
+        findings.append(
+            blocking(
+                Code.VAULT_PURGE_PROTECTION_DISABLED,
+                f"Key Vault {vault['name']} does not have purge protection enabled; Cosmos DB requires it "
+                "(az keyvault update --enable-purge-protection true; it cannot be turned off again).",
+            )
+        )
+    public_access = (vault["publicNetworkAccess"] or "Enabled").lower()
+    denies = (vault["networkDefaultAction"] or "Allow").lower() == "deny"
+    trusted_bypass = (vault["networkBypass"] or "").lower() == "azureservices"
+    if public_access == "disabled" or (denies and not trusted_bypass):
+        findings.append(
+            blocking(
+                Code.VAULT_NETWORK_BLOCKS_COSMOS,
+                f"Key Vault {vault['name']} is not reachable by Cosmos DB: allow public access, or selected "
+                "networks with 'Allow trusted Microsoft services to bypass this firewall'. Vaults reachable "
+                "only through private endpoints cannot be used.",
+            )
+        )
+    return findings
+
+
+def check_key(key: KeyFacts | None, key_uri: str, as_of: datetime) -> list[Finding]:
+    parsed = parse_key_uri(key_uri)
+    findings: list[Finding] = []
+    if parsed.version:
+        findings.append(
+            warning(
+                Code.KEY_URI_VERSIONED,
+                f"The key URI names version {parsed.version}: the account stays on that version and does not "
+                f"follow key rotation. Microsoft recommends the versionless URI {parsed.versionless}.",
+            )
+        )
+    if key is None:
+        findings.append(blocking(Code.KEY_NOT_FOUND, f"Key {parsed} was not found in Key Vault {parsed.vault_name}."))
+        return findings
+    now = as_of.timestamp()
+    if not key["enabled"]:
+        findings.append(blocking(Code.KEY_DISABLED, f"Key {key['name']} is disabled."))
+    if key["expires"] is not None and key["expires"] <= now:
+        findings.append(blocking(Code.KEY_EXPIRED, f"Key {key['name']} expired at {_iso(key['expires'])}."))
+    if key["notBefore"] is not None and key["notBefore"] > now:
+        findings.append(
+            blocking(Code.KEY_NOT_YET_VALID, f"Key {key['name']} is not valid before {_iso(key['notBefore'])}.")
+        )
+    kty = key["kty"] or "unknown"
+    if kty not in SUPPORTED_KEY_TYPES or (key["keySize"] is not None and key["keySize"] < MIN_RSA_KEY_SIZE):
+        findings.append(
+            blocking(
+                Code.KEY_TYPE_UNSUPPORTED,
+                f"Key {key['name']} is {kty}{' ' + str(key['keySize']) if key['keySize'] else ''}; Cosmos DB "
+                f"needs an RSA or RSA-HSM key of at least {MIN_RSA_KEY_SIZE} bits (3072 recommended).",
+            )
+        )
+    missing = REQUIRED_KEY_OPERATIONS - set(key["keyOps"] or REQUIRED_KEY_OPERATIONS)
+    if missing:
+        findings.append(
+            blocking(
+                Code.KEY_OPERATIONS_MISSING,
+                f"Key {key['name']} does not permit {', '.join(sorted(missing))}, which Cosmos DB needs.",
+            )
+        )
+    return findings
+
+
+def resolve_identity(account: AccountFacts, requested: str | None) -> tuple[PlannedIdentity | None, list[Finding]]:
+    """Which managed identity the account should use for the key, from the request and the account.
+
+    Continuous-backup accounts get a user-assigned identity, the only kind Azure documents as supported for
+    enabling CMK on them; otherwise system-assigned unless the request or the account says otherwise.
+    """
+    continuous = (account["backupType"] or "").lower() == "continuous"
+    if requested is not None and requested != SYSTEM_ASSIGNED:
+        return {"type": "UserAssigned", "resourceId": requested}, []
+    current_default = account["defaultIdentity"] or ""
+    if continuous:
+        if requested is None:
+            if current_default.startswith(USER_ASSIGNED_PREFIX):
+                return {"type": "UserAssigned", "resourceId": current_default[len(USER_ASSIGNED_PREFIX) :]}, []
+            if len(account["userAssignedIdentities"]) == 1:
+                return {"type": "UserAssigned", "resourceId": next(iter(account["userAssignedIdentities"]))}, []
+        return None, [
+            blocking(
+                Code.CONTINUOUS_BACKUP_NEEDS_USER_ASSIGNED_IDENTITY,
+                f"Account {account['name']} uses continuous backup; Azure supports enabling customer-managed "
+                "keys on it only with a user-assigned identity. Pass identity=<user-assigned identity id>.",
+            )
+        ]
+    if requested is None and current_default.startswith(USER_ASSIGNED_PREFIX):
+        return {"type": "UserAssigned", "resourceId": current_default[len(USER_ASSIGNED_PREFIX) :]}, []
+    return {"type": "SystemAssigned"}, []
+
+
+def default_identity_for(identity: PlannedIdentity) -> str:
+    if identity["type"] == "UserAssigned":
+        return f"{USER_ASSIGNED_PREFIX}{identity['resourceId']}"
+    return SYSTEM_ASSIGNED_DEFAULT
+
+
+def check_document_ids(scan: DocumentIdScan) -> list[Finding]:
+    if scan["status"] == "unavailable":
+        return [
+            warning(
+                Code.DOCUMENT_ID_SCAN_UNAVAILABLE,
+                f"Could not check document id lengths ({scan['detail']}); Azure checks them during encryption "
+                "and fails the operation if any id is over 990 bytes.",
+            )
+        ]
+    longest = scan["longestIdBytes"]
+    if longest is not None and longest > MAX_DOCUMENT_ID_BYTES:
+        return [
+            blocking(
+                Code.DOCUMENT_ID_TOO_LONG,
+                f"{scan['offendingIds']} document id(s) are over {MAX_DOCUMENT_ID_BYTES} bytes (longest "
+                f"{longest} bytes, in {', '.join(scan['offendingContainers'])}); encryption would fail until "
+                "they are deleted or re-keyed.",
+            )
+        ]
+    return []
+
+
+def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResult:
+    """Read everything the rules need and apply them all. Read-only: changes nothing in Azure."""
+    account_id = parse_account_id(request["accountId"])
+    key_uri = request["keyUri"]
+    account = inventory.read_account(account_id, include_preview=True)
+    if account is None:
+        return _result(
+            account_id,
+            [blocking(Code.ACCOUNT_NOT_FOUND, f"Account {account_id} was not found (or this app cannot read it).")],
+            None,
+            None,
+        )
+    existing = check_existing_key(account, key_uri)
+    if existing is not None:
+        # Already on CMK: the other rules are about a change we will not make.
+        return _result(account_id, [existing], None, account)
+
+    findings = check_account(account)
+    vault = inventory.find_vault(parse_key_uri(key_uri), account_id.subscription_id)
+    findings += check_vault(vault, key_uri)
+    if vault is not None:
+        findings += check_key(inventory.read_key(vault, parse_key_uri(key_uri)), key_uri, as_of)
+
+    identity, identity_findings = resolve_identity(account, request.get("identity"))
+    findings += identity_findings
+    if identity is not None and identity["type"] == "UserAssigned":
+        found = inventory.read_user_assigned_identity(parse_identity_id(identity["resourceId"]))
+        if found is None:
+            findings.append(
+                blocking(Code.IDENTITY_NOT_FOUND, f"User-assigned identity {identity['resourceId']} was not found.")
+            )
+        else:
+            identity["resourceId"] = found["id"]
+            identity["principalId"] = found["principalId"]
+
+    scan: DocumentIdScan | None = None
+    # The scan costs request units on the account: skip it when the answer is already no.
+    if not has_blocking(findings) and settings.get_bool("CMK_DOCUMENT_ID_SCAN"):
+        scan = scan_document_ids(account["documentEndpoint"])
+        findings += check_document_ids(scan)
+
+    plan: Plan | None = None
+    if vault is not None and identity is not None:
+        plan = {
+            "accountId": str(account_id),
+            "keyUri": key_uri,
+            "identity": identity,
+            "defaultIdentity": default_identity_for(identity),
+            "vault": {"id": vault["id"], "permissionModel": vault["permissionModel"], "tenantId": vault["tenantId"]},
+        }
+    result = _result(account_id, findings, plan, account)
+    if scan is not None:
+        result["documentIds"] = scan
+    return result
+
+
+def _result(
+    account_id: ResourceId, findings: list[Finding], plan: Plan | None, account: AccountFacts | None
+) -> PreflightResult:
+    summary: AccountSummary | None = None
+    if account is not None:
+        summary = {
+            "kind": account["kind"],
+            "location": account["location"],
+            "backupType": account["backupType"],
+            "provisioningState": account["provisioningState"],
+            "keyVaultKeyUri": account["keyVaultKeyUri"],
+            "customerManagedKeyStatus": account["customerManagedKeyStatus"],
+        }
+    blocked = has_blocking(findings)
+    return {
+        "accountId": str(account_id),
+        "findings": findings,
+        "blocked": blocked,
+        "plan": None if blocked else plan,
+        "account": summary,
+    }
+
+
+def _iso(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat()

@@ -1,0 +1,55 @@
+"""The shape of an enablement request, checked before anything starts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+from cmk.errors import InvalidRequest
+from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri
+
+SYSTEM_ASSIGNED = "SystemAssigned"
+
+
+class EnablementRequest(TypedDict):
+    accountId: str
+    keyUri: str
+    identity: NotRequired[str]
+    dryRun: NotRequired[bool]
+    approval: NotRequired[Literal["required"]]
+
+
+_FIELDS = {"accountId", "keyUri", "identity", "dryRun", "approval"}
+
+
+def parse_enablement_request(body: Any) -> EnablementRequest:
+    """Validate and normalise a request body; raises InvalidRequest with a code and a message."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("InvalidRequestBody", "The request body must be a JSON object.")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            "UnknownField",
+            f"Unknown field(s) {', '.join(unknown)}; accepted fields are {', '.join(sorted(_FIELDS))}.",
+        )
+    account = parse_account_id(body.get("accountId"))
+    key_uri = parse_key_uri(body.get("keyUri"))
+    if key_uri.is_managed_hsm:
+        raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
+    request: EnablementRequest = {"accountId": str(account), "keyUri": str(key_uri)}
+    identity = body.get("identity")
+    if identity is not None:
+        if isinstance(identity, str) and identity.strip().lower() == SYSTEM_ASSIGNED.lower():
+            request["identity"] = SYSTEM_ASSIGNED
+        else:
+            request["identity"] = str(parse_identity_id(identity))
+    dry_run = body.get("dryRun")
+    if dry_run is not None:
+        if not isinstance(dry_run, bool):
+            raise InvalidRequest("InvalidDryRun", "dryRun must be true or false.")
+        request["dryRun"] = dry_run
+    approval = body.get("approval")
+    if approval is not None:
+        if approval != "required":
+            raise InvalidRequest("InvalidApproval", 'approval, when given, must be "required".')
+        request["approval"] = "required"
+    return request

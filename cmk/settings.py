@@ -1,0 +1,126 @@
+"""App settings: every environment variable the app reads, with its documented default.
+
+This registry is the single way product code reads configuration, so that infra (which sets app settings) and
+code (which reads them) can be checked against each other. Values are read at call time, not import time, so a
+changed setting takes effect without re-importing the app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    description: str
+
+
+_ALL = (
+    Setting(
+        "ARM_ENDPOINT",
+        "https://management.azure.com",
+        "Azure Resource Manager endpoint. Points at the local simulator when rehearsing.",
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        "",
+        "Client id of the app's user-assigned managed identity (read by DefaultAzureCredential). "
+        "Empty: the system-assigned identity.",
+    ),
+    Setting(
+        "CMK_POLL_INTERVAL_SECONDS",
+        "60",
+        "Wait between two reads of an async operation when Azure sends no Retry-After (ARM RPC default: 60).",
+    ),
+    Setting(
+        "CMK_POLL_MAX_INTERVAL_SECONDS",
+        "600",
+        "Ceiling of the monitor's back-off between reads (ARM RPC caps Retry-After at 10 minutes).",
+    ),
+    Setting(
+        "CMK_MONITOR_DEADLINE_HOURS",
+        "72",
+        "How long the monitor follows an encryption before reporting Failed. Azure goes on encrypting.",
+    ),
+    Setting(
+        "CMK_MONITOR_POLLS_PER_GENERATION",
+        "50",
+        "Polls per orchestration generation before continue_as_new, which bounds replay history.",
+    ),
+    Setting(
+        "CMK_RBAC_PROPAGATION_WAIT_SECONDS",
+        "600",
+        "Wait after creating a Key Vault role assignment before enabling CMK (RBAC takes minutes to apply).",
+    ),
+    Setting(
+        "CMK_APPROVAL_TIMEOUT_HOURS",
+        "72",
+        "How long an orchestration started with approval 'required' waits for approve/reject.",
+    ),
+    Setting(
+        "CMK_DOCUMENT_ID_SCAN",
+        "true",
+        "Whether preflight queries the data plane for document ids over 990 bytes (needs data-plane read).",
+    ),
+    Setting(
+        "CMK_KEY_VAULT_SUBSCRIPTIONS",
+        "[]",
+        "JSON list of subscription ids to search for key vaults besides the account's own subscription.",
+    ),
+    Setting(
+        "CMK_ACTIVITY_MAX_ATTEMPTS",
+        "4",
+        "Attempts of an activity that fails after the SDK's own retries (Durable RetryOptions).",
+    ),
+    Setting(
+        "CMK_ACTIVITY_RETRY_SECONDS",
+        "30",
+        "First wait between activity attempts (Durable RetryOptions).",
+    ),
+)
+
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _ALL}
+
+
+def get_str(name: str) -> str:
+    setting = SETTINGS[name]
+    value = os.environ.get(name)
+    return setting.default if value is None or value.strip() == "" else value.strip()
+
+
+def get_int(name: str) -> int:
+    value = get_str(name)
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ValueError(f"App setting {name}={value!r} must be an integer.") from error
+
+
+def get_float(name: str) -> float:
+    value = get_str(name)
+    try:
+        return float(value)
+    except ValueError as error:
+        raise ValueError(f"App setting {name}={value!r} must be a number.") from error
+
+
+def get_bool(name: str) -> bool:
+    value = get_str(name).lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"App setting {name}={value!r} must be true or false.")
+
+
+def get_json(name: str) -> Any:
+    value = get_str(name)
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"App setting {name} must be JSON: {error}") from error
