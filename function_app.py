@@ -4,8 +4,20 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import enable_cmk, ensure_identity, grant_key_access, poll_operation, preflight, verify_cmk
+from orchestrators import account
+from triggers import accounts_api, instances_api
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for module in (preflight, ensure_identity, grant_key_access, enable_cmk, poll_operation, verify_cmk):
+for module in (
+    accounts_api,
+    instances_api,
+    account,
+    preflight,
+    ensure_identity,
+    grant_key_access,
+    enable_cmk,
+    poll_operation,
+    verify_cmk,
+):
     app.register_functions(module.bp)

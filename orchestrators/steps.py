@@ -1,0 +1,78 @@
+"""Replay-safe building blocks the orchestrators share.
+
+Everything here runs inside an orchestrator generator: no I/O, no wall clock, no randomness. Time comes from
+`context.current_utc_datetime`, configuration from the orchestration's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from cmk.orchestration import CustomStatus, OrchestrationConfig, Phase
+
+# How many Retry-After waits one activity call may sit through before the throttling is reported as a failure.
+MAX_THROTTLED_WAITS = 20
+
+Step = Generator[Any, Any, Any]
+
+
+def retry_options(config: OrchestrationConfig) -> df.RetryOptions:
+    return df.RetryOptions(
+        first_retry_interval_in_milliseconds=config["activityRetrySeconds"] * 1000,
+        max_number_of_attempts=config["activityMaxAttempts"],
+    )
+
+
+def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: Any, config: OrchestrationConfig) -> Step:
+    """Call an ARM activity: transient faults retried by RetryOptions, 429s waited out on a durable timer."""
+    for _ in range(MAX_THROTTLED_WAITS):
+        result = yield context.call_activity_with_retry(activity, retry_options(config), payload)
+        if not (isinstance(result, dict) and "throttled" in result):
+            return result
+        yield sleep(context, result["throttled"]["retryAfterSeconds"])
+    return result
+
+
+def sleep(context: df.DurableOrchestrationContext, seconds: float) -> Any:
+    """A durable timer `seconds` from the orchestration's current time (yield the returned task)."""
+    return context.create_timer(context.current_utc_datetime + timedelta(seconds=max(0.0, seconds)))
+
+
+def now_iso(context: df.DurableOrchestrationContext) -> str:
+    return iso(context.current_utc_datetime)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def report(
+    context: df.DurableOrchestrationContext,
+    phase: Phase,
+    account_id: str,
+    *,
+    operation_status: str | None = None,
+    next_poll_at: str | None = None,
+    polls: int = 0,
+    detail: str | None = None,
+) -> None:
+    """custom_status always says the phase, the account, the last operation status and the next poll."""
+    status: CustomStatus = {
+        "phase": phase,
+        "accountId": account_id,
+        "operationStatus": operation_status,
+        "nextPollAt": next_poll_at,
+        "polls": polls,
+        "detail": detail,
+    }
+    context.set_custom_status(status)
+
+
+def first_line(error: BaseException) -> str:
+    """A failed activity surfaces as `Activity function 'x' failed: <Type>: <message>\n<details>`."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

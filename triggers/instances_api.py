@@ -1,0 +1,165 @@
+"""Admin routes over orchestration instances: status, paged list, approve, reject, terminate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import azure.durable_functions as df
+import azure.functions as func
+
+from cmk.errors import InvalidRequest
+from cmk.orchestration import APPROVAL_EVENT
+from triggers.http import (
+    ACTIVE_STATUSES,
+    error_response,
+    find_instance,
+    invalid,
+    json_response,
+    read_json_body,
+    runtime_status_name,
+    status_json,
+)
+
+bp = df.Blueprint()
+
+CONTINUATION_HEADER = "x-ms-continuation-token"
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+RUNTIME_STATUSES = {"Pending", "Running", "Completed", "Failed", "Terminated", "ContinuedAsNew", "Suspended"}
+
+
+@bp.function_name("cmk_get_instance")
+@bp.route(route="cmk/instances/{instanceId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def get_instance(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    instance_id = req.route_params["instanceId"]
+    status = await find_instance(client, instance_id)
+    if status is None:
+        return error_response(404, "InstanceNotFound", f"No orchestration instance {instance_id}.")
+    return json_response(200, status_json(status))
+
+
+@bp.function_name("cmk_list_instances")
+@bp.route(route="cmk/instances", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def list_instances(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """One page of instances. The SDK's get_status_by stops at 100 instances (azure-functions-durable-python
+    #580), so this pages the Durable management API itself with its continuation token."""
+    try:
+        query = _list_query(req)
+    except InvalidRequest as error:
+        return invalid(error)
+    token = req.params.get("continuationToken") or req.headers.get(CONTINUATION_HEADER)
+    rpc_base_url = client._orchestration_bindings.rpc_base_url  # noqa: SLF001 - see docstring
+    url = f"{rpc_base_url}instances/?{urlencode(query)}"
+    headers = {CONTINUATION_HEADER: token} if token else {}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        if response.status != 200:
+            return error_response(502, "StatusQueryFailed", f"The Durable store answered HTTP {response.status}.")
+        instances: list[dict[str, Any]] = await response.json(content_type=None)
+        next_token = response.headers.get(CONTINUATION_HEADER)
+    page = [_public_status(instance) for instance in instances]
+    body = {"instances": page, "continuationToken": next_token or None}
+    return json_response(200, body, headers={CONTINUATION_HEADER: next_token} if next_token else None)
+
+
+def _list_query(req: func.HttpRequest) -> dict[str, str]:
+    query: dict[str, str] = {}
+    statuses = [s.strip() for s in (req.params.get("runtimeStatus") or "").split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in RUNTIME_STATUSES]
+    if unknown:
+        raise InvalidRequest(
+            "InvalidRuntimeStatus",
+            f"Unknown runtimeStatus {', '.join(unknown)}; use any of {', '.join(sorted(RUNTIME_STATUSES))}.",
+        )
+    if statuses:
+        query["runtimeStatus"] = ",".join(statuses)
+    for public, durable in (("createdFrom", "createdTimeFrom"), ("createdTo", "createdTimeTo")):
+        value = req.params.get(public)
+        if value:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as error:
+                raise InvalidRequest("InvalidTime", f"{public} must be an ISO 8601 time, not {value!r}.") from error
+            query[durable] = value
+    top = req.params.get("top")
+    size = DEFAULT_PAGE_SIZE
+    if top:
+        if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE_SIZE:
+            raise InvalidRequest("InvalidTop", f"top must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+        size = int(top)
+    query["top"] = str(size)
+    prefix = req.params.get("prefix")
+    if prefix:
+        query["instanceIdPrefix"] = prefix
+    return query
+
+
+def _public_status(instance: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "instanceId": instance.get("instanceId"),
+        "name": instance.get("name"),
+        "runtimeStatus": instance.get("runtimeStatus"),
+        "customStatus": instance.get("customStatus"),
+        "output": instance.get("output"),
+        "createdTime": instance.get("createdTime"),
+        "lastUpdatedTime": instance.get("lastUpdatedTime"),
+    }
+
+
+@bp.function_name("cmk_approve_instance")
+@bp.route(route="cmk/instances/{instanceId}/approve", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _decide(req, client, approved=True)
+
+
+@bp.function_name("cmk_reject_instance")
+@bp.route(route="cmk/instances/{instanceId}/reject", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def reject(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _decide(req, client, approved=False)
+
+
+async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, *, approved: bool) -> func.HttpResponse:
+    instance_id = req.route_params["instanceId"]
+    try:
+        body = read_json_body(req, required=False)
+        if not isinstance(body, dict) or not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
+            raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"by": str, "comment": str}.')
+    except InvalidRequest as error:
+        return invalid(error)
+    status = await find_instance(client, instance_id)
+    if status is None:
+        return error_response(404, "InstanceNotFound", f"No orchestration instance {instance_id}.")
+    phase = (status.custom_status or {}).get("phase") if isinstance(status.custom_status, dict) else None
+    if runtime_status_name(status) not in ACTIVE_STATUSES or phase != "awaitingApproval":
+        return error_response(
+            409, "NotAwaitingApproval", f"Instance {instance_id} is not waiting for approval (phase {phase})."
+        )
+    decision = {"approved": approved, "by": body.get("by"), "comment": body.get("comment")}
+    await client.raise_event(instance_id, APPROVAL_EVENT, decision)
+    return json_response(202, {"instanceId": instance_id, "decision": "approved" if approved else "rejected"})
+
+
+@bp.function_name("cmk_terminate_instance")
+@bp.route(route="cmk/instances/{instanceId}/terminate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+async def terminate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    instance_id = req.route_params["instanceId"]
+    try:
+        body = read_json_body(req, required=False)
+    except InvalidRequest as error:
+        return invalid(error)
+    reason = str((body or {}).get("reason") or req.params.get("reason") or "terminated by an administrator")
+    status = await find_instance(client, instance_id)
+    if status is None:
+        return error_response(404, "InstanceNotFound", f"No orchestration instance {instance_id}.")
+    if runtime_status_name(status) not in ACTIVE_STATUSES:
+        return error_response(409, "NotRunning", f"Instance {instance_id} is {runtime_status_name(status)}.")
+    await client.terminate(instance_id, reason)
+    note = "Terminating stops this orchestration only: an encryption already started goes on in Azure."
+    return json_response(202, {"instanceId": instance_id, "terminated": True, "note": note})
