@@ -82,7 +82,46 @@ _ALL = (
         "30",
         "First wait between activity attempts (Durable RetryOptions).",
     ),
+    Setting(
+        "CMK_KEY_POLICY",
+        "",
+        'JSON key policy for rollouts and enrolment: {"default", "bySubscription", "byRegion", "accountTag"}. '
+        "Empty: every request must name its key.",
+    ),
+    Setting(
+        "CMK_ENROLMENT_SCOPE",
+        "[]",
+        "JSON list of subscription or resource-group ids whose new accounts are enrolled from Event Grid. "
+        "Empty: enrolment is off.",
+    ),
+    Setting(
+        "CMK_ROLLOUT_MAX_CONCURRENCY",
+        "20",
+        "Accounts a rollout works on at once, unless the request says otherwise.",
+    ),
+    Setting(
+        "CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION",
+        "10",
+        "Accounts of one subscription a rollout works on at once (ARM write limits are per subscription).",
+    ),
+    Setting(
+        "CMK_APP_PRINCIPAL_ID",
+        "",
+        "Object id of the app's own identity: Event Grid events caused by it are ignored, so our PATCHes never loop.",
+    ),
 )
+
+# Settings the Functions platform reads (host, Durable extension, Application Insights), not our code. Infra sets
+# them; they are listed here so the settings contract knows every name infra may set.
+PLATFORM_SETTINGS: dict[str, str] = {
+    "AzureWebJobsStorage__accountName": "Storage account of the host and the Durable task hub (identity-based).",
+    "AzureWebJobsStorage__credential": "'managedidentity': the host reaches storage with the app's identity.",
+    "AzureWebJobsStorage__clientId": "Client id of the user-assigned identity used for storage.",
+    "TASKHUB_NAME": "Durable task hub name (host.json durableTask.hubName), one per environment.",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Where telemetry goes (not a secret: local auth is off).",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'ClientId=<uami>;Authorization=AAD': Entra ID auth for telemetry.",
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING": "Durable Task Scheduler backend (large fleets), when selected.",
+}
 
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _ALL}
 

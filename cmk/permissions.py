@@ -1,0 +1,26 @@
+"""The Azure Resource Manager actions this app performs, each with the reason it needs it.
+
+The custom role in infra/ must grant exactly these (a contract test checks it both ways), and the tests check
+against the simulator's request log that the code performs exactly these and nothing else.
+"""
+
+from __future__ import annotations
+
+REQUIRED_ARM_ACTIONS: dict[str, str] = {
+    "Microsoft.DocumentDB/databaseAccounts/read": "read accounts for preflight, monitoring and verification",
+    "Microsoft.DocumentDB/databaseAccounts/write": "PATCH identity, defaultIdentity and keyVaultKeyUri",
+    "Microsoft.DocumentDB/databaseAccounts/services/read": "detect the materialized views builder service",
+    "Microsoft.DocumentDB/locations/operationsStatus/read": "follow the Azure-AsyncOperation of each PATCH",
+    "Microsoft.KeyVault/vaults/read": "find the key's vault and check soft delete, purge protection and network",
+    "Microsoft.KeyVault/vaults/keys/read": "check the key's type, size, state and operations",
+    "Microsoft.KeyVault/vaults/keys/versions/read": "check a versioned key URI's version",
+    "Microsoft.KeyVault/vaults/accessPolicies/write": "grant the account's identity get/wrapKey/unwrapKey",
+    "Microsoft.Authorization/roleAssignments/read": "find an existing Key Vault role assignment before adding one",
+    "Microsoft.Authorization/roleAssignments/write": "assign Key Vault Crypto Service Encryption User (RBAC vaults)",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/read": "check a user-assigned identity exists",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action": "attach a user-assigned identity to an account",
+    "Microsoft.ResourceGraph/resources/read": "discover the accounts of a rollout scope",
+}
+
+# Role assignments are only ever written on key vaults, so that action is granted at vault scope only.
+ROLE_ASSIGNMENT_WRITE_SCOPE = "Microsoft.KeyVault/vaults"
