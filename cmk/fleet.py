@@ -1,0 +1,57 @@
+"""Planning a fleet rollout under concurrency caps: lanes, longest expected encryption first.
+
+A lane is a sub-orchestration that works through its accounts one at a time, so at most `lanes` accounts are in
+flight. The Durable out-of-process protocol degrades a `task_any` sliding window to near-sequential (see
+durable-protocol.md), so concurrency is capped with lanes instead. Accounts are dealt longest first to the least
+loaded lane (LPT scheduling: makespan within 4/3 of optimal for the estimates), and a subscription's accounts are
+kept on at most `max_per_subscription` lanes, which bounds its concurrency by construction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TypedDict
+
+# Time an account spends outside the encryption itself: preflight, two identity operations, RBAC propagation.
+DEFAULT_OVERHEAD_SECONDS = 900.0
+# Used when Azure Monitor could not tell us an account's size or spare throughput.
+UNKNOWN_ENCRYPTION_SECONDS = 3600.0
+# Azure encrypts with spare RU/s; about one RU per KiB moved is the working assumption.
+RU_PER_KIB = 1.0
+
+
+class PlannedAccount(TypedDict):
+    accountId: str
+    subscriptionId: str
+    keyUri: str
+    expectedSeconds: float
+
+
+def expected_encryption_seconds(data_size_bytes: float | None, spare_ru_per_second: float | None) -> float:
+    """Expected duration of the background encryption from the account's data size and spare throughput."""
+    if data_size_bytes is None or spare_ru_per_second is None or spare_ru_per_second <= 0:
+        return UNKNOWN_ENCRYPTION_SECONDS
+    return data_size_bytes / 1024 * RU_PER_KIB / spare_ru_per_second
+
+
+def plan_lanes(
+    accounts: list[PlannedAccount], max_concurrency: int, max_per_subscription: int
+) -> list[list[PlannedAccount]]:
+    """Deal accounts to lanes, longest first, respecting both caps. Deterministic for the same input."""
+    if max_concurrency < 1 or max_per_subscription < 1:
+        raise ValueError("concurrency caps must be at least 1")
+    lane_count = min(max_concurrency, len(accounts))
+    lanes: list[list[PlannedAccount]] = [[] for _ in range(lane_count)]
+    loads = [0.0] * lane_count
+    lanes_of_subscription: dict[str, list[int]] = defaultdict(list)
+    ordered = sorted(accounts, key=lambda a: (-a["expectedSeconds"], a["accountId"].lower()))
+    for account in ordered:
+        subscription = account["subscriptionId"].lower()
+        owned = lanes_of_subscription[subscription]
+        candidates = owned if len(owned) >= max_per_subscription else range(lane_count)
+        lane = min(candidates, key=lambda index: (loads[index], index))
+        if lane not in owned:
+            owned.append(lane)
+        lanes[lane].append(account)
+        loads[lane] += account["expectedSeconds"] + DEFAULT_OVERHEAD_SECONDS
+    return [lane for lane in lanes if lane]
