@@ -3,9 +3,18 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities import enable_cmk, ensure_identity, grant_key_access, poll_operation, preflight, verify_cmk
-from orchestrators import account
-from triggers import accounts_api, instances_api, openapi_api
+from activities import (
+    discover_accounts,
+    enable_cmk,
+    ensure_identity,
+    grant_key_access,
+    poll_operation,
+    preflight,
+    summarize_rollout,
+    verify_cmk,
+)
+from orchestrators import account, rollout, rollout_lane
+from triggers import accounts_api, enrolment, instances_api, openapi_api, rollouts_api
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -13,12 +22,18 @@ for module in (
     accounts_api,
     instances_api,
     openapi_api,
+    rollouts_api,
+    enrolment,
     account,
+    rollout,
+    rollout_lane,
     preflight,
     ensure_identity,
     grant_key_access,
     enable_cmk,
     poll_operation,
     verify_cmk,
+    discover_accounts,
+    summarize_rollout,
 ):
     app.register_functions(module.bp)

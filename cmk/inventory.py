@@ -28,6 +28,7 @@ class AccountFacts(TypedDict):
     id: str
     name: str
     location: str
+    tags: dict[str, str]
     kind: str
     provisioningState: str
     capabilities: list[str]
@@ -92,6 +93,7 @@ def _account_facts(body: dict[str, Any]) -> AccountFacts:
         "id": body["id"],
         "name": body.get("name") or body["id"].rsplit("/", 1)[-1],
         "location": body.get("location") or "",
+        "tags": {str(k): str(v) for k, v in (body.get("tags") or {}).items()},
         "kind": body.get("kind") or "GlobalDocumentDB",
         "provisioningState": properties.get("provisioningState") or "Succeeded",
         "capabilities": [c.get("name", "") for c in properties.get("capabilities") or []],

@@ -19,6 +19,8 @@ from cmk.requests import EnablementRequest
 from cmk.resource_ids import parse_account_id
 
 ACCOUNT_ORCHESTRATOR = "cmk_account"
+ROLLOUT_ORCHESTRATOR = "cmk_rollout"
+LANE_ORCHESTRATOR = "cmk_rollout_lane"
 APPROVAL_EVENT = "approval"
 
 Outcome = Literal["Enabled", "AlreadyEnabled", "Refused", "Failed", "Planned"]

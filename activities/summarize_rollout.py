@@ -1,0 +1,42 @@
+"""Activity: live counts of a rollout by outcome and phase, read from its lanes and their current accounts.
+
+The rollout orchestrator cannot see its children's progress until they finish, and must not do I/O itself; this
+activity reads the lanes' and in-flight accounts' custom status through the Durable client, so the rollout's own
+custom status stays a handful of counters whatever the fleet size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import azure.durable_functions as df
+
+SUMMARIZE_ROLLOUT = "summarize_rollout"
+
+bp = df.Blueprint()
+
+
+async def summarize(lane_ids: list[str], client: df.DurableOrchestrationClient) -> dict[str, Any]:
+    by_outcome: Counter[str] = Counter()
+    by_phase: Counter[str] = Counter()
+    for lane_id in lane_ids:
+        lane = await client.get_status(lane_id)
+        status = lane.custom_status if lane is not None and isinstance(lane.custom_status, dict) else {}
+        by_outcome.update(status.get("done") or {})
+        by_phase["queued"] += int(status.get("remaining") or 0)
+        current = status.get("current")
+        if current:
+            account = await client.get_status(current["instanceId"])
+            account_status = account.custom_status if account is not None else None
+            phase = account_status.get("phase") if isinstance(account_status, dict) else None
+            by_phase[phase or "starting"] += 1
+    return {"byOutcome": dict(by_outcome), "byPhase": dict(by_phase), "done": sum(by_outcome.values())}
+
+
+@bp.function_name(SUMMARIZE_ROLLOUT)
+@bp.activity_trigger(input_name="payload", activity=SUMMARIZE_ROLLOUT)
+@bp.durable_client_input(client_name="client")
+async def summarize_rollout(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
+    """payload: {"lanes": [lane instance ids]}."""
+    return await summarize(payload["lanes"], client)

@@ -1,0 +1,354 @@
+"""Fleet rollouts: the request, discovering the accounts in scope, and the compact per-account report rows.
+
+Discovery goes through Azure Resource Graph (one paged query across subscriptions, not a GET per account). The
+graph is a cached snapshot: nothing is decided from it but which accounts to look at and in which order; each
+account's own orchestration re-reads the account through ARM before acting.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, NotRequired, TypedDict
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.rest import HttpRequest
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+from cmk import clients, settings
+from cmk.errors import InvalidRequest
+from cmk.fleet import expected_encryption_seconds
+from cmk.key_policy import KeyPolicy, parse_key_policy
+from cmk.orchestration import AccountOutput, Outcome
+from cmk.requests import SYSTEM_ASSIGNED
+from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri, parse_scope
+
+MAX_ACCOUNTS_PER_REQUEST = 10_000
+MAX_CONCURRENCY = 500
+RESOURCE_GRAPH_PAGE_SIZE = 1000
+ID_BATCH = 200
+METRICS_API_VERSION = "2023-10-01"
+METRICS_READERS = 8
+
+
+class RolloutScope(TypedDict):
+    subscriptions: list[str]
+    resourceGroups: NotRequired[list[str]]
+    tags: NotRequired[dict[str, str]]
+
+
+class RolloutRequest(TypedDict):
+    accounts: NotRequired[list[str]]
+    scope: NotRequired[RolloutScope]
+    keyUri: NotRequired[str]
+    keyPolicy: NotRequired[KeyPolicy]
+    identity: NotRequired[str]
+    maxConcurrency: int
+    maxConcurrencyPerSubscription: int
+    dryRun: bool
+
+
+_FIELDS = {
+    "accounts",
+    "scope",
+    "keyUri",
+    "keyPolicy",
+    "identity",
+    "maxConcurrency",
+    "maxConcurrencyPerSubscription",
+    "dryRun",
+}
+
+
+def parse_rollout_request(body: Any) -> RolloutRequest:
+    """Validate a rollout request; the key policy falls back to CMK_KEY_POLICY when the body names no key."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("InvalidRequestBody", "The request body must be a JSON object.")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            "UnknownField", f"Unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(_FIELDS))}."
+        )
+    if "accounts" not in body and "scope" not in body:
+        raise InvalidRequest("NoAccounts", "Name the accounts (accounts) or where to find them (scope), or both.")
+    request: RolloutRequest = {
+        "maxConcurrency": _cap(
+            body.get("maxConcurrency"), "maxConcurrency", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY")
+        ),
+        "maxConcurrencyPerSubscription": 0,
+        "dryRun": _flag(body.get("dryRun"), "dryRun"),
+    }
+    request["maxConcurrencyPerSubscription"] = min(
+        _cap(
+            body.get("maxConcurrencyPerSubscription"),
+            "maxConcurrencyPerSubscription",
+            settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION"),
+        ),
+        request["maxConcurrency"],
+    )
+    if "accounts" in body:
+        accounts = body["accounts"]
+        if not isinstance(accounts, list) or not accounts:
+            raise InvalidRequest("InvalidAccounts", "accounts must be a non-empty list of account ids.")
+        if len(accounts) > MAX_ACCOUNTS_PER_REQUEST:
+            raise InvalidRequest("TooManyAccounts", f"At most {MAX_ACCOUNTS_PER_REQUEST} accounts per request.")
+        unique = {parse_account_id(account).key: str(parse_account_id(account)) for account in accounts}
+        request["accounts"] = list(unique.values())
+    if "scope" in body:
+        request["scope"] = _parse_scope(body["scope"])
+    if "keyUri" in body and "keyPolicy" in body:
+        raise InvalidRequest("AmbiguousKey", "Give keyUri or keyPolicy, not both.")
+    if "keyUri" in body:
+        key = parse_key_uri(body["keyUri"])
+        if key.is_managed_hsm:
+            raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
+        request["keyUri"] = str(key)
+    elif "keyPolicy" in body:
+        request["keyPolicy"] = parse_key_policy(body["keyPolicy"])
+    else:
+        configured = settings.get_str("CMK_KEY_POLICY")
+        if not configured:
+            raise InvalidRequest("NoKey", "Give keyUri or keyPolicy, or set the app setting CMK_KEY_POLICY.")
+        request["keyPolicy"] = parse_key_policy(settings.get_json("CMK_KEY_POLICY"))
+    if "identity" in body:
+        identity = body["identity"]
+        is_system = isinstance(identity, str) and identity.lower() == SYSTEM_ASSIGNED.lower()
+        request["identity"] = SYSTEM_ASSIGNED if is_system else str(parse_identity_id(identity))
+    return request
+
+
+def _cap(value: Any, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidRequest("InvalidConcurrency", f"{name} must be a whole number from 1 to {MAX_CONCURRENCY}.")
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest("InvalidFlag", f"{name} must be true or false.")
+    return value
+
+
+def _parse_scope(value: Any) -> RolloutScope:
+    if not isinstance(value, dict) or set(value) - {"subscriptions", "resourceGroups", "tags"}:
+        raise InvalidRequest("InvalidScope", "scope is {subscriptions: [...], resourceGroups?: [...], tags?: {...}}.")
+    subscriptions = value.get("subscriptions")
+    if not isinstance(subscriptions, list) or not subscriptions:
+        raise InvalidRequest("InvalidScope", "scope.subscriptions must be a non-empty list of subscription ids.")
+    parsed: list[str] = []
+    for entry in subscriptions:
+        subscription, group = parse_scope(entry)
+        if group is not None:
+            raise InvalidRequest("InvalidScope", f"{entry!r} is a resource group; list it under scope.resourceGroups.")
+        parsed.append(subscription)
+    scope: RolloutScope = {"subscriptions": list(dict.fromkeys(parsed))}
+    groups = value.get("resourceGroups")
+    if groups is not None:
+        if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
+            raise InvalidRequest(
+                "InvalidScope", "scope.resourceGroups must be a non-empty list of resource group names."
+            )
+        scope["resourceGroups"] = [g.strip().rstrip("/").rsplit("/", 1)[-1] for g in groups]
+    tags = value.get("tags")
+    if tags is not None:
+        if not isinstance(tags, dict) or not tags or not all(isinstance(v, str) for v in tags.values()):
+            raise InvalidRequest("InvalidScope", "scope.tags must map tag names to string values.")
+        scope["tags"] = {str(k): v for k, v in tags.items()}
+    return scope
+
+
+class DiscoveredAccount(TypedDict):
+    accountId: str
+    subscriptionId: str
+    location: str
+    tags: dict[str, str]
+    keyVaultKeyUri: str | None
+    expectedSeconds: float
+
+
+class Discovery(TypedDict):
+    accounts: list[DiscoveredAccount]
+    missing: list[str]
+    resourceGraphPages: int
+
+
+def _kql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> str:
+    """The Resource Graph query for Cosmos DB accounts in a scope (or with given ids)."""
+    lines = ["resources", "| where type =~ 'microsoft.documentdb/databaseaccounts'"]
+    if ids:
+        lines.append(f"| where id in~ ({', '.join(_kql_string(i) for i in ids)})")
+    if scope and scope.get("resourceGroups"):
+        lines.append(f"| where resourceGroup in~ ({', '.join(_kql_string(g) for g in scope['resourceGroups'])})")
+    tags: dict[str, str] = scope.get("tags", {}) if scope else {}
+    for name, value in tags.items():
+        lines.append(f"| where tags[{_kql_string(name)}] =~ {_kql_string(value)}")
+    lines.append(
+        "| project id, name, subscriptionId, resourceGroup, location, tags, "
+        "keyVaultKeyUri = tostring(properties.keyVaultKeyUri)"
+    )
+    lines.append("| order by id asc")
+    return "\n".join(lines)
+
+
+def _query_all(query: str, subscriptions: list[str]) -> tuple[list[dict[str, Any]], int]:
+    client = clients.resource_graph()
+    rows: list[dict[str, Any]] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        options = QueryRequestOptions(top=RESOURCE_GRAPH_PAGE_SIZE, skip_token=token, result_format="objectArray")
+        response = client.resources(QueryRequest(subscriptions=subscriptions, query=query, options=options))
+        pages += 1
+        data: Any = response.data or []
+        rows.extend(data if isinstance(data, list) else [])
+        token = response.skip_token
+        if not token:
+            return rows, pages
+
+
+def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) -> Discovery:
+    """Every account named or in scope, with what ordering and key choice need. Read-only."""
+    found: dict[str, dict[str, Any]] = {}
+    pages = 0
+    if scope:
+        rows, count = _query_all(account_query(scope), scope["subscriptions"])
+        pages += count
+        found.update({str(row["id"]).lower(): row for row in rows})
+    named = [parse_account_id(a) for a in accounts or []]
+    wanted = [a for a in named if a.key not in found]
+    for start in range(0, len(wanted), ID_BATCH):
+        batch = wanted[start : start + ID_BATCH]
+        subscriptions = sorted({a.subscription_id for a in batch})
+        rows, count = _query_all(account_query(None, [str(a) for a in batch]), subscriptions)
+        pages += count
+        found.update({str(row["id"]).lower(): row for row in rows})
+    missing = [str(a) for a in named if a.key not in found]
+    rows = sorted(found.values(), key=lambda row: str(row["id"]).lower())
+    with ThreadPoolExecutor(max_workers=METRICS_READERS) as pool:
+        estimates = list(pool.map(lambda row: _estimate(str(row["id"])), rows))
+    discovered: list[DiscoveredAccount] = [
+        {
+            "accountId": str(parse_account_id(row["id"])),
+            "subscriptionId": str(row.get("subscriptionId") or parse_account_id(row["id"]).subscription_id),
+            "location": str(row.get("location") or ""),
+            "tags": {str(k): str(v) for k, v in (row.get("tags") or {}).items()},
+            "keyVaultKeyUri": row.get("keyVaultKeyUri") or None,
+            "expectedSeconds": estimate,
+        }
+        for row, estimate in zip(rows, estimates, strict=True)
+    ]
+    return {"accounts": discovered, "missing": missing, "resourceGraphPages": pages}
+
+
+def _estimate(account_id: str) -> float:
+    """Expected encryption time from Azure Monitor: data size, provisioned throughput and its busiest use.
+
+    Best effort: an account whose metrics cannot be read (throttled, not permitted) gets the default estimate,
+    which only affects the order accounts are started in.
+    """
+    account = parse_account_id(account_id)
+    url = (
+        f"{settings.get_str('ARM_ENDPOINT').rstrip('/')}{account}/providers/Microsoft.Insights/metrics"
+        f"?api-version={METRICS_API_VERSION}&metricnames=DataUsage,ProvisionedThroughput,NormalizedRUConsumption"
+        "&aggregation=Maximum&interval=PT1H&timespan=PT1H"
+    )
+    try:
+        response = clients.cosmos(account.subscription_id).send_request(HttpRequest("GET", url))
+        response.raise_for_status()
+        maxima = _metric_maxima(response.json())
+    except (AzureError, HttpResponseError, ValueError):
+        return expected_encryption_seconds(None, None)
+    provisioned = maxima.get("ProvisionedThroughput")
+    busy_percent = maxima.get("NormalizedRUConsumption", 0.0)
+    spare = provisioned * max(0.0, 1 - busy_percent / 100) if provisioned is not None else None
+    return expected_encryption_seconds(maxima.get("DataUsage"), spare)
+
+
+def _metric_maxima(body: dict[str, Any]) -> dict[str, float]:
+    maxima: dict[str, float] = {}
+    for metric in body.get("value") or []:
+        name = str((metric.get("name") or {}).get("value") or "")
+        points = [
+            point["maximum"]
+            for series in metric.get("timeseries") or []
+            for point in series.get("data") or []
+            if point.get("maximum") is not None
+        ]
+        if points:
+            maxima[name] = float(max(points))
+    return maxima
+
+
+class ReportRow(TypedDict):
+    accountId: str
+    outcome: Outcome
+    reason: str
+    keyUri: str | None
+    identity: str | None
+    findings: list[str]
+    operationStatus: str | None
+    encryptionSeconds: float | None
+    instanceId: str | None
+
+
+def report_row(output: AccountOutput, instance_id: str | None) -> ReportRow:
+    operation = output.get("operation")
+    return {
+        "accountId": output["accountId"],
+        "outcome": output["outcome"],
+        "reason": output["reason"],
+        "keyUri": output.get("keyUri"),
+        "identity": output.get("identity"),
+        "findings": [f["code"] for f in output.get("findings") or []],
+        "operationStatus": operation.get("status") if operation else None,
+        "encryptionSeconds": (output.get("timings") or {}).get("encryptionSeconds"),
+        "instanceId": instance_id,
+    }
+
+
+def unplanned_row(account_id: str, outcome: Outcome, reason: str, key_uri: str | None = None) -> ReportRow:
+    return {
+        "accountId": account_id,
+        "outcome": outcome,
+        "reason": reason,
+        "keyUri": key_uri,
+        "identity": None,
+        "findings": [],
+        "operationStatus": None,
+        "encryptionSeconds": None,
+        "instanceId": None,
+    }
+
+
+REPORT_COLUMNS = [
+    "accountId",
+    "outcome",
+    "reason",
+    "keyUri",
+    "identity",
+    "findings",
+    "operationStatus",
+    "encryptionSeconds",
+    "instanceId",
+]
+
+
+def report_csv(rows: list[ReportRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "findings": " ".join(row["findings"])})
+    return buffer.getvalue()
+
+
+RolloutPhase = Literal["discovering", "running", "done"]
