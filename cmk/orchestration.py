@@ -125,4 +125,5 @@ class CustomStatus(TypedDict):
     operationStatus: str | None
     nextPollAt: str | None
     polls: int
+    percentComplete: float | None
     detail: str | None

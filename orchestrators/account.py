@@ -283,6 +283,7 @@ def _monitor_and_finish(
                     "provisioningState and customerManagedKeyStatus."
                 )
                 return _finish_monitor(context, request, resume, "Failed", reason, status)
+            last = state["lastReading"]
             report(
                 context,
                 "encrypting",
@@ -290,6 +291,7 @@ def _monitor_and_finish(
                 operation_status=status,
                 next_poll_at=iso(next_poll),
                 polls=state["polls"],
+                percent_complete=last["percentComplete"] if last else None,
             )
             yield context.create_timer(next_poll)
             if polls_this_generation >= config["pollsPerGeneration"]:

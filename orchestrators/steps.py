@@ -58,6 +58,7 @@ def report(
     operation_status: str | None = None,
     next_poll_at: str | None = None,
     polls: int = 0,
+    percent_complete: float | None = None,
     detail: str | None = None,
 ) -> None:
     """custom_status always says the phase, the account, the last operation status and the next poll."""
@@ -67,6 +68,7 @@ def report(
         "operationStatus": operation_status,
         "nextPollAt": next_poll_at,
         "polls": polls,
+        "percentComplete": percent_complete,
         "detail": detail,
     }
     context.set_custom_status(status)
