@@ -20,6 +20,7 @@ REQUIRED_ARM_ACTIONS: dict[str, str] = {
     "Microsoft.ManagedIdentity/userAssignedIdentities/read": "check a user-assigned identity exists",
     "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action": "attach a user-assigned identity to an account",
     "Microsoft.ResourceGraph/resources/read": "discover the accounts of a rollout scope",
+    "Microsoft.Insights/metrics/read": "estimate each account's encryption time (data size, spare throughput)",
 }
 
 # Role assignments are only ever written on key vaults, so that action is granted at vault scope only.

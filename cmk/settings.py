@@ -121,6 +121,11 @@ PLATFORM_SETTINGS: dict[str, str] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Where telemetry goes (not a secret: local auth is off).",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'ClientId=<uami>;Authorization=AAD': Entra ID auth for telemetry.",
     "DURABLE_TASK_SCHEDULER_CONNECTION_STRING": "Durable Task Scheduler backend (large fleets), when selected.",
+    # host.json overrides that switch the Durable backend to the Durable Task Scheduler without a second host.json.
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type": "'azureManaged' with the DTS backend.",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName": (
+        "'DURABLE_TASK_SCHEDULER_CONNECTION_STRING' with the DTS backend."
+    ),
 }
 
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _ALL}
