@@ -1,0 +1,137 @@
+"""Test support: a standard world, raw HTTPS calls as any principal, and SDK clients bound to a simulator.
+
+Used by tests/sandbox/azure and available to other test suites that need a small realistic cloud.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.cosmosdb import CosmosDBManagementClient
+
+from sandbox.azure import AzureSimulator, mint_token
+from sandbox.azure import builders as b
+from sandbox.azure.world import DEFAULT_FIRST_PARTY_PRINCIPAL_ID, DEFAULT_SYSTEM_PRINCIPAL_ID
+
+TENANT = "4e8a2c1d-6b3f-4a9e-8c7d-1f2e3a4b5c6d"
+SUB = "7d1c5f2a-93b4-4e61-a8d2-5c0f7e9b3a14"
+RG = "rg-data-prod"
+API = "2026-03-15"
+SYSTEM = DEFAULT_SYSTEM_PRINCIPAL_ID
+FIRST_PARTY = DEFAULT_FIRST_PARTY_PRINCIPAL_ID
+CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+
+IDENTITY_ENV = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+)
+
+
+@dataclass
+class StandardWorld:
+    """Ids of the standard test world (one subscription, one resource group)."""
+
+    world: dict[str, Any]
+    uami: dict[str, Any]
+    vault: dict[str, Any]
+    rbac_vault: dict[str, Any]
+    key: dict[str, Any]
+    rbac_key: dict[str, Any]
+
+    @property
+    def key_uri(self) -> str:
+        return b.versionless_key_uri(self.key)
+
+    @property
+    def rbac_key_uri(self) -> str:
+        return b.versionless_key_uri(self.rbac_key)
+
+    def account_id(self, name: str) -> str:
+        return f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}"
+
+
+def standard_world(**simulator: Any) -> StandardWorld:
+    uami = b.user_assigned_identity(SUB, RG, "id-cosmos-cmk", tenant_id=TENANT)
+    uami_principal = uami["properties"]["principalId"]
+    vault = b.key_vault(
+        SUB,
+        RG,
+        "kv-cmk-prod",
+        tenant_id=TENANT,
+        access_policies=[b.access_policy(TENANT, FIRST_PARTY), b.access_policy(TENANT, uami_principal)],
+    )
+    rbac_vault = b.key_vault(SUB, RG, "kv-cmk-rbac", tenant_id=TENANT, rbac=True)
+    key = b.vault_key(vault, "cosmos-cmk")
+    rbac_key = b.vault_key(rbac_vault, "cosmos-cmk")
+    accounts = [
+        b.cosmos_account(SUB, RG, "cosmos-orders"),
+        b.cosmos_account(SUB, RG, "cosmos-catalog"),
+        b.cosmos_account(
+            SUB,
+            RG,
+            "cosmos-continuous",
+            backup="Continuous",
+            identity=b.account_identity(user_assigned=[uami]),
+            default_identity=f"UserAssignedIdentity={uami['id']}",
+        ),
+    ]
+    resources = [uami, vault, rbac_vault, key, rbac_key, *accounts]
+    resources += [b.sql_role_assignment(account, SYSTEM) for account in accounts]
+    return StandardWorld(
+        world=b.world(resources, tenant_id=TENANT, simulator=simulator),
+        uami=uami,
+        vault=vault,
+        rbac_vault=rbac_vault,
+        key=key,
+        rbac_key=rbac_key,
+    )
+
+
+def call(
+    simulator: AzureSimulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    principal: str = SYSTEM,
+    api_version: str | None = API,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw_body: bytes | None = None,
+) -> requests.Response:
+    """One raw HTTPS request to the simulator as `principal` (or with an explicit `token`, '' for none)."""
+    url = simulator.base_url + path
+    if api_version is not None:
+        url += ("&" if "?" in url else "?") + f"api-version={api_version}"
+    all_headers = dict(headers or {})
+    bearer = token if token is not None else mint_token(principal, tenant_id=simulator.tenant_id)
+    if bearer:
+        all_headers["Authorization"] = f"Bearer {bearer}"
+    if raw_body is not None:
+        all_headers["Content-Type"] = "application/json"
+        return requests.request(method, url, data=raw_body, headers=all_headers, verify=simulator.ca_bundle_path)
+    return requests.request(method, url, json=body, headers=all_headers, verify=simulator.ca_bundle_path, timeout=30)
+
+
+def cosmos_client(simulator: AzureSimulator, credential: TokenCredential | None = None) -> CosmosDBManagementClient:
+    """The real management client, authenticated through the simulator's managed-identity endpoint by default."""
+    return CosmosDBManagementClient(
+        credential or DefaultAzureCredential(),
+        SUB,
+        base_url=simulator.base_url,
+        polling_interval=0.01,
+        retry_total=0,
+    )
