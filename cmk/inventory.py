@@ -157,19 +157,26 @@ def _add_preview_features(account: ResourceId, facts: AccountFacts) -> None:
         )
 
 
-def find_vault(key_uri: KeyUri, account_subscription: str) -> VaultFacts | None:
-    """The vault that holds the key: searched in the account's subscription, then CMK_KEY_VAULT_SUBSCRIPTIONS.
+def find_vault(key_uri: KeyUri, account_subscription: str) -> tuple[VaultFacts | None, list[str]]:
+    """The vault that holds the key, searched in the account's subscription, then CMK_KEY_VAULT_SUBSCRIPTIONS.
 
-    A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the first
-    vault of that name found in the searched subscriptions is the one.
+    A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the first vault
+    of that name found is the one. Also returns the subscriptions that could not be searched (unknown, or not
+    readable by this app), so a "not found" can say where we could not look.
     """
     extra = [str(s).lower() for s in settings.get_json("CMK_KEY_VAULT_SUBSCRIPTIONS") or []]
+    unsearched: list[str] = []
     for subscription in dict.fromkeys([account_subscription.lower(), *extra]):
-        for vault in clients.keyvault(subscription).vaults.list_by_subscription():
-            body = vault.as_dict()
-            if str(body.get("name", "")).lower() == key_uri.vault_name.lower():
-                return _vault_facts(body)
-    return None
+        try:
+            for vault in clients.keyvault(subscription).vaults.list_by_subscription():
+                body = vault.as_dict()
+                if str(body.get("name", "")).lower() == key_uri.vault_name.lower():
+                    return _vault_facts(body), unsearched
+        except HttpResponseError as error:
+            if error.status_code not in (403, 404):
+                raise
+            unsearched.append(subscription)
+    return None, unsearched
 
 
 def read_vault(vault_id: str) -> VaultFacts | None:

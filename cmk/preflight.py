@@ -131,14 +131,15 @@ def check_existing_key(account: AccountFacts, key_uri: str) -> Finding | None:
     )
 
 
-def check_vault(vault: VaultFacts | None, key_uri: str) -> list[Finding]:
+def check_vault(vault: VaultFacts | None, key_uri: str, unsearched: list[str] | None = None) -> list[Finding]:
     vault_name = parse_key_uri(key_uri).vault_name
     if vault is None:
+        could_not = f" Could not search subscription(s) {', '.join(unsearched)}." if unsearched else ""
         return [
             blocking(
                 Code.VAULT_NOT_FOUND,
                 f"Key Vault {vault_name} was not found in the account's subscription or in "
-                "CMK_KEY_VAULT_SUBSCRIPTIONS (or this app cannot read it).",
+                f"CMK_KEY_VAULT_SUBSCRIPTIONS (or this app cannot read it).{could_not}",
             )
         ]
     findings: list[Finding] = []
@@ -289,8 +290,8 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
         return _result(account_id, [existing], None, account)
 
     findings = check_account(account)
-    vault = inventory.find_vault(parse_key_uri(key_uri), account_id.subscription_id)
-    findings += check_vault(vault, key_uri)
+    vault, unsearched = inventory.find_vault(parse_key_uri(key_uri), account_id.subscription_id)
+    findings += check_vault(vault, key_uri, unsearched)
     if vault is not None:
         findings += check_key(inventory.read_key(vault, parse_key_uri(key_uri)), key_uri, as_of)
 

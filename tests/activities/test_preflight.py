@@ -1,0 +1,154 @@
+"""Preflight against the simulator with the real SDK clients: every finding code from an account that triggers
+it, a plan for ready accounts, and not a single write to Azure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from activities.preflight import preflight_activity
+from cmk.errors import InvalidRequest
+from tests.activities.conftest import OTHER_SUB, RG, SUB, UNKNOWN_SUB, Cloud
+
+
+def run(cloud: Cloud, account: str, key_uri: str | None = None, **request: Any) -> dict[str, Any]:
+    body = {"accountId": cloud.account(account), "keyUri": key_uri or cloud.key_uri, **request}
+    result: dict[str, Any] = preflight_activity({"request": body, "asOf": cloud.simulator.clock.now().isoformat()})
+    return result
+
+
+def codes(result: dict[str, Any], severity: str = "blocking") -> list[str]:
+    return [f["code"] for f in result["findings"] if f["severity"] == severity]
+
+
+def test_a_ready_account_gets_a_plan_and_no_finding(cloud: Cloud) -> None:
+    result = run(cloud, "acct-ready")
+    assert result["findings"] == []
+    assert not result["blocked"]
+    assert result["plan"] == {
+        "accountId": cloud.account("acct-ready"),
+        "keyUri": cloud.key_uri,
+        "identity": {"type": "SystemAssigned"},
+        "defaultIdentity": "SystemAssignedIdentity",
+        "vault": {
+            "id": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-cmk-ready",
+            "permissionModel": "accessPolicy",
+            "tenantId": result["plan"]["vault"]["tenantId"],
+        },
+    }
+    assert result["documentIds"]["status"] == "scanned"
+
+
+@pytest.mark.parametrize(
+    ("account", "key", "code"),
+    [
+        ("acct-missing", None, "ACCOUNT_NOT_FOUND"),
+        ("acct-migrating", None, "ACCOUNT_BUSY"),
+        ("acct-cassandra", None, "CASSANDRA_NOT_SUPPORTED"),
+        ("acct-vector", None, "VECTOR_SEARCH_NOT_SUPPORTED"),
+        ("acct-views", None, "MATERIALIZED_VIEWS_NOT_SUPPORTED"),
+        ("acct-views-service", None, "MATERIALIZED_VIEWS_NOT_SUPPORTED"),
+        ("acct-avad", None, "ALL_VERSIONS_AND_DELETES_CHANGE_FEED_NOT_SUPPORTED"),
+        ("acct-long-ids", None, "DOCUMENT_ID_TOO_LONG"),
+        ("acct-continuous", None, "CONTINUOUS_BACKUP_NEEDS_USER_ASSIGNED_IDENTITY"),
+        ("acct-enabled", None, "ALREADY_ENABLED"),
+        ("acct-other-key", None, "DIFFERENT_KEY_CONFIGURED"),
+        ("acct-ready", "https://kv-nowhere.vault.azure.net/keys/cosmos-cmk", "VAULT_NOT_FOUND"),
+        ("acct-ready", "https://kv-no-softdel.vault.azure.net/keys/cosmos-cmk", "VAULT_SOFT_DELETE_DISABLED"),
+        ("acct-ready", "https://kv-no-purge.vault.azure.net/keys/cosmos-cmk", "VAULT_PURGE_PROTECTION_DISABLED"),
+        ("acct-ready", "https://kv-private.vault.azure.net/keys/cosmos-cmk", "VAULT_NETWORK_BLOCKS_COSMOS"),
+        ("acct-ready", "https://kv-firewalled.vault.azure.net/keys/cosmos-cmk", "VAULT_NETWORK_BLOCKS_COSMOS"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/absent", "KEY_NOT_FOUND"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/disabled", "KEY_DISABLED"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/expired", "KEY_EXPIRED"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/future", "KEY_NOT_YET_VALID"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/elliptic", "KEY_TYPE_UNSUPPORTED"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/small", "KEY_TYPE_UNSUPPORTED"),
+        ("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/sign-only", "KEY_OPERATIONS_MISSING"),
+    ],
+)
+def test_each_blocking_finding_comes_from_an_account_that_triggers_it(
+    cloud: Cloud, account: str, key: str | None, code: str
+) -> None:
+    before = cloud.last_sequence()
+    result = run(cloud, account, key)
+    assert code in codes(result)
+    assert result["blocked"] and result["plan"] is None
+    finding = next(f for f in result["findings"] if f["code"] == code)
+    assert len(finding["message"]) > 20
+    assert cloud.writes_since(before) == [], "preflight must change nothing"
+
+
+def test_a_missing_user_assigned_identity_is_reported(cloud: Cloud) -> None:
+    missing = cloud.uami_id.replace("id-cosmos-cmk", "id-does-not-exist")
+    assert "IDENTITY_NOT_FOUND" in codes(run(cloud, "acct-ready", identity=missing))
+
+
+def test_continuous_backup_with_a_user_assigned_identity_is_planned_with_it(cloud: Cloud) -> None:
+    result = run(cloud, "acct-continuous-uami")
+    assert not result["blocked"]
+    assert result["plan"]["identity"] == {
+        "type": "UserAssigned",
+        "resourceId": cloud.uami_id,
+        "principalId": cloud.uami_principal,
+    }
+    assert result["plan"]["defaultIdentity"] == f"UserAssignedIdentity={cloud.uami_id}"
+    # Naming the identity fixes a continuous account that has none yet.
+    fixed = run(cloud, "acct-continuous", identity=cloud.uami_id)
+    assert "CONTINUOUS_BACKUP_NEEDS_USER_ASSIGNED_IDENTITY" not in codes(fixed)
+
+
+def test_already_enabled_matches_the_key_with_port_and_slash_and_stops_there(cloud: Cloud) -> None:
+    result = run(cloud, "acct-enabled")
+    assert [f["code"] for f in result["findings"]] == ["ALREADY_ENABLED"]
+
+
+def test_a_versioned_key_uri_is_a_warning_not_a_refusal(cloud: Cloud) -> None:
+    key = cloud.simulator.resource(
+        f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-cmk-ready/keys/cosmos-cmk"
+    )
+    assert key is not None
+    version = str(key["properties"]["keyUriWithVersion"]).rsplit("/", 1)[-1]
+    result = run(cloud, "acct-ready", f"{cloud.key_uri}/{version}")
+    assert codes(result, "warning") == ["KEY_URI_VERSIONED"]
+    assert not result["blocked"]
+
+
+def test_trusted_services_bypass_and_mongo_accounts_pass(cloud: Cloud) -> None:
+    assert not run(cloud, "acct-ready", "https://kv-trusted.vault.azure.net/keys/cosmos-cmk")["blocked"]
+    assert not run(cloud, "acct-mongo")["blocked"]
+
+
+def test_several_problems_are_reported_together(cloud: Cloud) -> None:
+    result = run(cloud, "acct-cassandra", "https://kv-no-purge.vault.azure.net/keys/cosmos-cmk")
+    assert {"CASSANDRA_NOT_SUPPORTED", "VAULT_PURGE_PROTECTION_DISABLED"} <= set(codes(result))
+
+
+def test_a_vault_in_another_subscription_is_searched_only_when_configured(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "https://kv-elsewhere.vault.azure.net/keys/cosmos-cmk"
+    assert "VAULT_NOT_FOUND" in codes(run(cloud, "acct-ready", key))
+    monkeypatch.setenv("CMK_KEY_VAULT_SUBSCRIPTIONS", f'["{UNKNOWN_SUB}", "{OTHER_SUB}"]')
+    found = run(cloud, "acct-ready", key)
+    assert not found["blocked"], found["findings"]
+    assert found["plan"]["vault"]["id"].startswith(f"/subscriptions/{OTHER_SUB}/")
+    monkeypatch.setenv("CMK_KEY_VAULT_SUBSCRIPTIONS", f'["{UNKNOWN_SUB}"]')
+    missing = run(cloud, "acct-ready", key)
+    message = next(f["message"] for f in missing["findings"] if f["code"] == "VAULT_NOT_FOUND")
+    assert UNKNOWN_SUB in message
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"accountId": "not-an-id", "keyUri": "https://kv-cmk-ready.vault.azure.net/keys/cosmos-cmk"},
+        {"accountId": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/a1"},
+    ],
+)
+def test_malformed_input_is_refused_before_any_call(cloud: Cloud, request_body: dict[str, Any]) -> None:
+    before = cloud.last_sequence()
+    with pytest.raises(InvalidRequest):
+        preflight_activity({"request": request_body, "asOf": cloud.simulator.clock.now().isoformat()})
+    assert cloud.simulator.requests(since=before) == []
