@@ -24,7 +24,43 @@ def add_azure_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.set_defaults(handler=run)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [add_azure_command]
+def add_serve_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`serve`: the simulator and the local Functions host running function_app.py, until SIGINT/SIGTERM."""
+    from sandbox.serve import add_arguments, run
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the app on the local host against the simulator",
+        description="Prints 'READY host=<url> azure=<url>' when both listen.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_host_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`host`: the local Functions host alone, for any function app directory."""
+    from sandbox.host.cli import main as host_main
+
+    parser = subparsers.add_parser("host", help="run a function app on the local host (no simulator)", add_help=False)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.set_defaults(handler=lambda arguments: host_main(arguments.arguments))
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`demo`: enable CMK on the shipped world's accounts through the HTTP API and check the outcomes."""
+    from sandbox.demo import add_arguments, run
+
+    parser = subparsers.add_parser("demo", help="the main job end to end on the simulator")
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    add_azure_command,
+    add_serve_command,
+    add_host_command,
+    add_demo_command,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,5 @@
+"""A local Azure Functions + Durable Functions host for Python v2 apps (see `LocalHost`)."""
+
+from sandbox.host.host import LocalHost
+
+__all__ = ["LocalHost"]

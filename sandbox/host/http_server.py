@@ -1,0 +1,240 @@
+"""The host's single HTTP server: HTTP triggers, the Event Grid webhook and the Durable management API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from azure.functions import meta
+
+from sandbox.host.app_loader import EVENT_GRID_TRIGGER, FunctionInfo, FunctionRegistry
+from sandbox.host.config import HostConfig
+from sandbox.host.durable_api import RPC_PATH, WEBHOOK_PATH, DurableHttpApi
+from sandbox.host.invoker import FunctionFailedError, FunctionInvoker, decode, encode
+from sandbox.host.routes import RouteTemplate
+
+log = logging.getLogger("sandbox.host")
+
+EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
+
+
+@dataclass(frozen=True)
+class HostKeys:
+    """Function keys. Like Core Tools, they are only checked when the host runs with keys required."""
+
+    master: str
+    default_function: str
+    durabletask_extension: str
+    eventgrid_extension: str
+
+    @classmethod
+    def from_environment(cls) -> HostKeys:
+        def key(setting: str) -> str:
+            return os.environ.get(setting) or secrets.token_urlsafe(30)
+
+        return cls(
+            master=key("FUNCTIONS_MASTER_KEY"),
+            default_function=key("FUNCTIONS_DEFAULT_KEY"),
+            durabletask_extension=key("DURABLETASK_EXTENSION_KEY"),
+            eventgrid_extension=key("EVENTGRID_EXTENSION_KEY"),
+        )
+
+
+def _presented_key(request: web.Request) -> str | None:
+    return request.query.get("code") or request.headers.get("x-functions-key")
+
+
+@dataclass(frozen=True)
+class _HttpRoute:
+    info: FunctionInfo
+    template: RouteTemplate
+    methods: frozenset[str] | None
+    auth_level: str
+
+
+class HostHttpServer:
+    def __init__(
+        self,
+        *,
+        registry: FunctionRegistry,
+        config: HostConfig,
+        invoker: FunctionInvoker,
+        durable_api: DurableHttpApi,
+        keys: HostKeys | None,
+    ) -> None:
+        self._registry = registry
+        self._config = config
+        self._invoker = invoker
+        self._durable = durable_api
+        self._keys = keys
+        routes = []
+        for info in registry.http:
+            methods = info.trigger.get("methods")
+            routes.append(
+                _HttpRoute(
+                    info,
+                    RouteTemplate(str(info.trigger.get("route") or info.name)),
+                    frozenset(str(m).upper() for m in methods) if methods else None,
+                    str(info.trigger.get("authLevel") or "FUNCTION").upper(),
+                )
+            )
+        self._routes = sorted(routes, key=lambda route: route.template.precedence)
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", WEBHOOK_PATH, self._durable_webhook)
+        app.router.add_route("*", WEBHOOK_PATH + "/{tail:.*}", self._durable_webhook)
+        app.router.add_route("*", RPC_PATH + "/{tail:.*}", self._durable_rpc)
+        app.router.add_route("*", EVENT_GRID_PATH, self._event_grid)
+        app.router.add_route("GET", "/admin/host/status", self._host_status)
+        app.router.add_route("*", "/{tail:.*}", self._http_trigger)
+        return app
+
+    # --- keys ---------------------------------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request, level: str, system_key: str | None = None) -> bool:
+        if self._keys is None or level == "ANONYMOUS":
+            return True
+        presented = _presented_key(request)
+        if presented is None:
+            return False
+        accepted = {self._keys.master}
+        if level == "FUNCTION":
+            accepted.add(self._keys.default_function)
+        if system_key is not None:
+            accepted.add(system_key)
+        return any(secrets.compare_digest(presented, key) for key in accepted)
+
+    # --- handlers -----------------------------------------------------------------------------------------------
+
+    async def _host_status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"state": "Running", "functions": sorted(f.name for f in self._registry.functions.values())}
+        )
+
+    async def _durable_webhook(self, request: web.Request) -> web.Response:
+        system_key = self._keys.durabletask_extension if self._keys else None
+        if not self._authorized(request, "SYSTEM", system_key):
+            return web.Response(status=401)
+        return await self._durable.handle(request, WEBHOOK_PATH)
+
+    async def _durable_rpc(self, request: web.Request) -> web.Response:
+        return await self._durable.handle(request, RPC_PATH)
+
+    async def _http_trigger(self, request: web.Request) -> web.StreamResponse:
+        path = urllib.parse.unquote(request.path)
+        prefix = self._config.route_prefix
+        if prefix:
+            marker = f"/{prefix}"
+            if path.lower() != marker.lower() and not path.lower().startswith(marker.lower() + "/"):
+                return await self._root(request, path)
+            path = path[len(marker) :]
+        method = request.method.upper()
+        for route in self._routes:
+            params = route.template.match(path)
+            if params is None or (route.methods is not None and method not in route.methods):
+                continue
+            if not self._authorized(request, route.auth_level):
+                return web.Response(status=401)
+            return await self._invoke_http(route.info, request, params)
+        return web.Response(status=404)
+
+    async def _root(self, request: web.Request, path: str) -> web.Response:
+        if path in ("", "/"):
+            return web.Response(text="Your Functions host is up and running (sandbox.host).")
+        return web.Response(status=404)
+
+    async def _invoke_http(self, info: FunctionInfo, request: web.Request, params: dict[str, str]) -> web.Response:
+        body = await request.read()
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            lowered = name.lower()
+            headers[lowered] = f"{headers[lowered]}, {value}" if lowered in headers else value
+        datum = meta.Datum(
+            type="http",
+            value={
+                "method": meta.Datum(request.method, "string"),
+                "url": meta.Datum(str(request.url), "string"),
+                "headers": {name: meta.Datum(value, "string") for name, value in headers.items()},
+                "query": {name: meta.Datum(value, "string") for name, value in request.query.items()},
+                "params": {name: meta.Datum(value, "string") for name, value in params.items()},
+                "body": meta.Datum(body, "bytes"),
+            },
+        )
+        http_request = decode("httpTrigger", datum)
+        try:
+            returned = await self._invoker.invoke(info, http_request)
+        except FunctionFailedError:
+            return web.Response(status=500)
+        return _http_response(returned)
+
+    async def _event_grid(self, request: web.Request) -> web.Response:
+        name = request.query.get("functionName")
+        if not name:
+            return web.Response(status=400, text="functionName query parameter is required")
+        info = self._registry.get(name)
+        if info is None or info.trigger_type != EVENT_GRID_TRIGGER:
+            return web.Response(status=404, text=f"cannot find function: '{name}'")
+        system_key = self._keys.eventgrid_extension if self._keys else None
+        if not self._authorized(request, "SYSTEM", system_key):
+            return web.Response(status=401)
+        if request.method == "OPTIONS":
+            # CloudEvents abuse protection handshake.
+            origin = request.headers.get("WebHook-Request-Origin", "*")
+            return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
+        if request.method != "POST":
+            return web.Response(status=405)
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            return web.Response(status=400, text="the request body is not valid JSON")
+        events: list[Any] = body if isinstance(body, list) else [body]
+        event_type = request.headers.get("aeg-event-type", "Notification")
+        if event_type == "SubscriptionValidation":
+            code = (events[0].get("data") or {}).get("validationCode") if events else None
+            log.info("Event Grid subscription validation for %s", info.name)
+            return web.json_response({"validationResponse": code})
+        if event_type == "Unsubscribe":
+            return web.Response(status=202)
+        # The Event Grid extension invokes the function once per event, in parallel, and answers 500 if any
+        # invocation failed so that Event Grid redelivers the whole batch.
+        outcomes = await asyncio.gather(
+            *(
+                self._invoker.invoke(info, decode(EVENT_GRID_TRIGGER, meta.Datum(json.dumps(e), "json")))
+                for e in events
+            ),
+            return_exceptions=True,
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, FunctionFailedError):
+                log.error("Event Grid invocation of %s failed: %r", info.name, failure)
+        if failures:
+            return web.Response(status=500, text=str(failures[0]))
+        return web.Response(status=202)
+
+
+def _http_response(returned: Any) -> web.Response:
+    if returned is None:
+        return web.Response(status=204)
+    datum = encode("http", returned)
+    if datum.type == "string":
+        return web.Response(status=200, text=str(datum.value), content_type="text/plain")
+    value = datum.value
+    status = int(value["status_code"].value)
+    headers = {name: str(header.value) for name, header in value["headers"].items()}
+    body = value["body"].value if value.get("body") is not None else b""
+    response = web.Response(status=status, body=body)
+    for name, header in headers.items():
+        response.headers[name] = header
+    for cookie_set in value.get("cookies") or []:
+        for morsel in cookie_set.values():
+            response.headers.add("Set-Cookie", morsel.OutputString())
+    return response

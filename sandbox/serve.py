@@ -1,0 +1,51 @@
+"""`python -m sandbox serve --world FILE [--port 7071] [--azure-port N] [--time-scale N] [--state DIR]
+[--settings FILE] [--require-keys]`: the product running whole on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from sandbox.stack import LocalStack
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--world", type=Path, required=True, help="world file for the simulator")
+    parser.add_argument("--port", type=int, default=7071, help="host port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--azure-port", type=int, default=0, help="simulator port (0 picks a free one)")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    parser.add_argument("--state", type=Path, help="state directory shared by host and simulator (SIGKILL-safe)")
+    parser.add_argument("--settings", type=Path, help="local.settings.json-format file of app settings")
+    parser.add_argument("--require-keys", action="store_true", help="enforce function keys as Azure does")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = LocalStack(
+        arguments.world,
+        time_scale=arguments.time_scale,
+        state_dir=arguments.state,
+        host_port=arguments.port,
+        azure_port=arguments.azure_port,
+        settings_file=arguments.settings,
+        require_keys=arguments.require_keys,
+    )
+    with stack:
+        print(f"READY host={stack.host_url} azure={stack.azure_url}", flush=True)
+        assert stack.host is not None
+        if stack.host.keys is not None:
+            print(f"Function key: {stack.host.keys.default_function}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    return 0

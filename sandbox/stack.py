@@ -1,0 +1,118 @@
+"""The whole product on one machine: the Azure simulator and the local Functions host running function_app.py
+unchanged, sharing one simulated clock and one state directory.
+
+The host is configured exactly as App Service configures an app: app settings for the ARM endpoint, the
+managed-identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER) and a CA bundle, so the product's code path is the
+one it takes in Azure. The simulator's Event Grid delivers ARM write events to the app's Event Grid trigger, as the
+fleet-events deployment wires it in Azure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sandbox.azure import AzureSimulator
+from sandbox.clock import SimClock
+from sandbox.host import LocalHost
+from sandbox.host.clock_anchor import load_clock
+from sandbox.host.config import read_settings_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENROLMENT_FUNCTION = "enrol_from_event_grid"
+ENROLMENT_SUBSCRIPTION = "cmk-enrolment"
+# Local defaults a developer would otherwise put in local.settings.json.
+LOCAL_DEFAULTS = {"TASKHUB_NAME": "cmklocal"}
+
+# azure-cosmos turns certificate checks off by itself for loopback endpoints (the simulator's data plane) and urllib3
+# then warns on every request; the warning says nothing about the product.
+warnings.filterwarnings("ignore", message="Unverified HTTPS request is being made to host '127.0.0.1'")
+
+
+class LocalStack:
+    def __init__(
+        self,
+        world: Any,
+        *,
+        app_dir: Path = REPO_ROOT,
+        time_scale: float = 1.0,
+        state_dir: Path | None = None,
+        host_port: int = 0,
+        azure_port: int = 0,
+        settings: dict[str, str] | None = None,
+        settings_file: Path | None = None,
+        require_keys: bool = False,
+        simulator_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        host_state = state_dir / "host" if state_dir else None
+        self.clock: SimClock = load_clock(host_state, time_scale) if host_state else SimClock(time_scale)
+        self.simulator = AzureSimulator(
+            world,
+            clock=self.clock,
+            state_dir=state_dir / "azure" if state_dir else None,
+            port=azure_port,
+            settings_overrides=simulator_overrides,
+        )
+        self._app_dir = app_dir
+        self._host_state = host_state
+        self._host_port = host_port
+        self._settings = dict(settings or {})
+        self._settings_file = settings_file
+        self._require_keys = require_keys
+        self.host: LocalHost | None = None
+
+    def start(self) -> LocalStack:
+        self.simulator.start()
+        from_file = read_settings_file(self._settings_file) if self._settings_file else {}
+        settings = {
+            **LOCAL_DEFAULTS,
+            "CMK_APP_PRINCIPAL_ID": self.simulator.settings.system_principal_id,
+            **from_file,
+            **self._settings,
+            # The connection to the simulated cloud always wins: serve never talks to real Azure.
+            **self.simulator.app_settings(),
+        }
+        self.host = LocalHost(
+            self._app_dir,
+            clock=self.clock,
+            state_dir=self._host_state,
+            port=self._host_port,
+            settings=settings,
+            require_keys=self._require_keys,
+        )
+        self.host.start()
+        self.simulator.add_event_subscription(
+            {
+                "name": ENROLMENT_SUBSCRIPTION,
+                "endpoint": f"{self.host.base_url}/runtime/webhooks/eventgrid?functionName={ENROLMENT_FUNCTION}",
+                "schema": "EventGridSchema",
+                "includedEventTypes": ["Microsoft.Resources.ResourceWriteSuccess"],
+            }
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+        self.simulator.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def host_url(self) -> str:
+        assert self.host is not None, "start() first"
+        return self.host.base_url
+
+    @property
+    def azure_url(self) -> str:
+        return self.simulator.base_url
