@@ -7,6 +7,7 @@ state; it bounds its history with continue_as_new, resuming straight into the en
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Generator
 from datetime import datetime, timedelta
@@ -232,7 +233,7 @@ def _await_approval(
         raise StepFailed("Refused", f"No approval before {iso(deadline)}; nothing irreversible was done.")
     # A pending timer would keep the orchestration alive until it fires.
     timeout_task.cancel()  # type: ignore[no-untyped-call]
-    decision = decision_task.result if isinstance(decision_task.result, dict) else {}
+    decision = _event_payload(decision_task.result)
     if not decision.get("approved"):
         who = f" by {decision['by']}" if decision.get("by") else ""
         raise StepFailed("Refused", f"Rejected{who}: {decision.get('comment') or 'no comment'}.")
@@ -397,6 +398,17 @@ def _finish(
         "operation": operation,
         "timings": timings,
     }
+
+
+def _event_payload(payload: Any) -> dict[str, Any]:
+    """The Python Durable client JSON-encodes event data before posting it, so it arrives as a JSON string
+    (azure-functions-durable-python #295); events raised over the HTTP API arrive as objects."""
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def _identity_label(plan: Plan | None) -> str | None:
