@@ -45,7 +45,7 @@ class ThrottleAwareRetryPolicy(RetryPolicy[HttpRequest, HttpResponse]):
 
 
 def _retry_policy() -> ThrottleAwareRetryPolicy:
-    return ThrottleAwareRetryPolicy(retry_total=4, retry_backoff_factor=0.5, retry_backoff_max=8)
+    return ThrottleAwareRetryPolicy(retry_total=3, retry_backoff_factor=0.4, retry_backoff_max=8)
 
 
 _credential_lock = threading.Lock()

@@ -49,8 +49,8 @@ _ALL = (
     ),
     Setting(
         "CMK_MONITOR_POLLS_PER_GENERATION",
-        "50",
-        "Polls per orchestration generation before continue_as_new, which bounds replay history.",
+        "10",
+        "Polls per orchestration generation before continue_as_new, which bounds replay history (and its cost).",
     ),
     Setting(
         "CMK_RBAC_PROPAGATION_WAIT_SECONDS",

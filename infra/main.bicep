@@ -77,7 +77,7 @@ param cmkPollMaxIntervalSeconds string = '600'
 param cmkMonitorDeadlineHours string = '72'
 
 @description('CMK_MONITOR_POLLS_PER_GENERATION: polls per orchestration generation before continue_as_new.')
-param cmkMonitorPollsPerGeneration string = '50'
+param cmkMonitorPollsPerGeneration string = '10'
 
 @description('CMK_RBAC_PROPAGATION_WAIT_SECONDS: wait after creating a Key Vault role assignment before enabling CMK.')
 param cmkRbacPropagationWaitSeconds string = '600'

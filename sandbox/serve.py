@@ -43,6 +43,7 @@ def run(arguments: argparse.Namespace) -> int:
     )
     with stack:
         print(f"READY host={stack.host_url} azure={stack.azure_url}", flush=True)
+        print(f"CA={stack.simulator.ca_bundle_path}", flush=True)
         assert stack.host is not None
         if stack.host.keys is not None:
             print(f"Function key: {stack.host.keys.default_function}", flush=True)

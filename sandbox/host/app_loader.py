@@ -124,9 +124,9 @@ def load_app(app_dir: Path) -> LoadedApp:
 
 
 def _import_function_app(script: Path) -> ModuleType:
+    # Always a fresh module object, even when this very file was imported before (a test module indexing the app):
+    # indexing the same app object twice raises ("does not have a unique function name"), a new one indexes anew.
     previous = sys.modules.get("function_app")
-    if previous is not None and Path(getattr(previous, "__file__", "") or "").resolve() == script:
-        return previous
     spec = importlib.util.spec_from_file_location("function_app", script)
     if spec is None or spec.loader is None:
         raise AppLoadError(f"cannot import {script}")
@@ -140,9 +140,8 @@ def _import_function_app(script: Path) -> ModuleType:
             sys.modules["function_app"] = previous
         raise
     if previous is not None:
-        # Another app's function_app is already imported in this process (tests hosting several apps): keep the
-        # name pointing at the first one so its importers are undisturbed; this app's module is held by the host.
-        log.warning("Another function_app module is loaded; %s is hosted without replacing it", script)
+        # A function_app module is already imported in this process (tests): keep the name pointing at it so its
+        # importers are undisturbed; the hosted module is held by the host.
         sys.modules["function_app"] = previous
     return module
 
