@@ -1,0 +1,1 @@
+"""Benchmarks: speed and scale figures measured on the local host and simulator (`make bench`)."""

@@ -1,0 +1,70 @@
+"""`python -m bench [--quick] [--only monitor,fleet,scale]`: run the benchmarks, print a table, and write
+bench/results.json (each suite's figures measured in this run, beside their references)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sandbox.azure.testing import IDENTITY_ENV
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def _suites() -> dict[str, Callable[[bool], dict[str, Any]]]:
+    from bench import monitor
+
+    return {"monitor": monitor.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    parser.add_argument("--only", help="comma-separated suites to run")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import os
+
+    for name in IDENTITY_ENV:
+        os.environ.pop(name, None)
+    suites = _suites()
+    chosen = arguments.only.split(",") if arguments.only else list(suites)
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in chosen:
+        started = time.perf_counter()
+        figures = suites[name](arguments.quick)
+        figures["measuredAt"] = datetime.now(UTC).isoformat(timespec="seconds")
+        figures["benchSeconds"] = round(time.perf_counter() - started, 1)
+        results.update(figures if name == "monitor" else {name: figures})
+        print(render(name, figures), flush=True)
+    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+def render(name: str, figures: dict[str, Any]) -> str:
+    if name == "monitor":
+        lines = [
+            f"\nmonitor (continue_as_new every {figures['pollsPerGeneration']} polls) vs naive (never)",
+            f"{'loop':<8} {'polls':>7} {'max history':>12} {'replay CPU ms/poll':>19} {'episodes':>9} {'wall s':>7}",
+        ]
+        for kind in ("monitor", "naive"):
+            for row in figures[kind]:
+                lines.append(
+                    f"{kind:<8} {row['polls']:>7} {row['maxHistoryEvents']:>12} {row['replayCpuMsPerPoll']:>19} "
+                    f"{row['episodes']:>9} {row['wallSeconds']:>7}"
+                )
+        return "\n".join(lines)
+    return f"\n{name}\n" + json.dumps(figures, indent=2)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
