@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox.azure import authorization, cosmos, keyvault, resource_graph
+from sandbox.azure import authorization, cosmos, keyvault, monitor, resource_graph
 from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import ArmError, resource_not_found
 from sandbox.azure.ids import ACCOUNT_TYPE, SQL_ROLE_ASSIGNMENT_TYPE, VAULT_TYPE, id_key, parse_resource_id
@@ -58,6 +58,10 @@ class ArmRouter:
         ):
             _require_method(context, "GET")
             return cosmos.operation_status(state, context, segments[1], segments[5], segments[7])
+        # {account}/providers/Microsoft.Insights/metrics: Azure Monitor's extension route on the account
+        if len(lowered) > 3 and lowered[-3:] == ["providers", "microsoft.insights", "metrics"]:
+            _require_method(context, "GET")
+            return monitor.account_metrics(state, context, "/" + "/".join(segments[:-3]))
         parsed = parse_resource_id(path)
         if parsed is None or parsed.namespace is None:
             raise ArmError(404, "NotFound", f"No route for '{context.method} {path}'.")

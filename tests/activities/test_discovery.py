@@ -1,0 +1,81 @@
+"""Rollout discovery through Resource Graph against the simulator: scope filters, paging past one page, named
+accounts (found or not), and encryption estimates read from Azure Monitor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from activities.discover_accounts import discover_accounts_activity
+from cmk.fleet import expected_encryption_seconds
+from sandbox.azure import AzureSimulator
+from sandbox.azure import builders as b
+from sandbox.azure.testing import IDENTITY_ENV, TENANT
+
+SUB_A = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
+SUB_B = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"
+FLEET = 1050
+
+
+def _account(subscription: str, group: str, index: int) -> dict[str, Any]:
+    tags = {"env": "prod" if index % 3 else "dev"}
+    return b.cosmos_account(subscription, group, f"fleet-{index:04d}", tags=tags)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[tuple[AzureSimulator, list[dict[str, Any]]]]:
+    accounts = [_account(SUB_A, "rg-fleet-a" if i % 2 else "rg-fleet-b", i) for i in range(FLEET)]
+    accounts += [_account(SUB_B, "rg-other", FLEET + i) for i in range(5)]
+    data = {accounts[0]["id"]: {"dataSizeGiB": 50, "spareRuPerSecond": 500}}
+    world = b.world(accounts, tenant_id=TENANT, account_data=data)
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        AzureSimulator(world, settings_overrides={"throttling": {"enabled": False}}) as simulator,
+    ):
+        for name in IDENTITY_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in simulator.app_settings().items():
+            patch.setenv(name, value)
+        yield simulator, accounts
+
+
+def test_a_subscription_scope_pages_through_resource_graph(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
+    simulator, accounts = fleet
+    discovery = discover_accounts_activity({"scope": {"subscriptions": [SUB_A]}})
+    found = {a["accountId"].lower() for a in discovery["accounts"]}
+    assert found == {str(a["id"]).lower() for a in accounts if SUB_A in a["id"]}
+    assert discovery["resourceGraphPages"] == 2
+    graph_calls = [r for r in simulator.requests() if "Microsoft.ResourceGraph" in r["path"]]
+    assert len(graph_calls) == 2
+
+
+def test_scope_filters_on_resource_groups_and_tags(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
+    _, accounts = fleet
+    scope = {"subscriptions": [SUB_A, SUB_B], "resourceGroups": ["RG-FLEET-A"], "tags": {"env": "dev"}}
+    discovery = discover_accounts_activity({"scope": scope})
+    expected = {
+        str(a["id"]).lower() for a in accounts if "/rg-fleet-a/" in a["id"].lower() and a["tags"]["env"] == "dev"
+    }
+    assert {a["accountId"].lower() for a in discovery["accounts"]} == expected
+    assert all(a["tags"]["env"] == "dev" for a in discovery["accounts"])
+
+
+def test_named_accounts_are_found_and_missing_ones_reported(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
+    _, accounts = fleet
+    missing = f"/subscriptions/{SUB_B}/resourceGroups/rg-other/providers/Microsoft.DocumentDB/databaseAccounts/ghost"
+    named = [str(accounts[0]["id"]), str(accounts[-1]["id"]).upper().replace("/PROVIDERS/", "/providers/"), missing]
+    discovery = discover_accounts_activity({"accounts": named})
+    assert {a["accountId"].lower() for a in discovery["accounts"]} == {named[0].lower(), named[1].lower()}
+    assert [m.lower() for m in discovery["missing"]] == [missing.lower()]
+
+
+def test_estimates_come_from_data_size_and_spare_throughput(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
+    _, accounts = fleet
+    discovery = discover_accounts_activity({"accounts": [str(accounts[0]["id"]), str(accounts[1]["id"])]})
+    by_id = {a["accountId"].lower(): a["expectedSeconds"] for a in discovery["accounts"]}
+    big = by_id[str(accounts[0]["id"]).lower()]
+    default = by_id[str(accounts[1]["id"]).lower()]
+    assert big == pytest.approx(expected_encryption_seconds(50 * 2**30, 500))
+    assert big > default

@@ -1,0 +1,204 @@
+"""Event Grid enrolment on the local host: ARM write events from the simulator (and hand-made deliveries built
+from the golden Event Grid samples) enrol in-scope accounts once, whatever the duplicates, the order, the schema
+or our own PATCHes; everything else is acknowledged and ignored."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from cmk.enrolment import rollout_instance_id
+from cmk.orchestration import account_instance_id
+from sandbox.azure import builders as b
+from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
+from sandbox.stack import LocalStack
+
+GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "reference" / "golden" / "eventgrid"
+IN_SCOPE = "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a"
+OUT_OF_SCOPE = "4e5f6a7b-8c9d-4e0f-9a1b-2c3d4e5f6a7b"
+RG = "rg-enrol"
+KEY = "https://kv-enrol.vault.azure.net/keys/cosmos-cmk"
+PLATFORM_TEAM = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+NAMES = ["written", "duplicate", "cloud", "self", "child", "deleted", "rollout-a", "rollout-b"]
+
+
+def _id(subscription: str, name: str) -> str:
+    return f"/subscriptions/{subscription}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    vault = b.key_vault(IN_SCOPE, "rg-keys", "kv-enrol", tenant_id=TENANT)
+    accounts = [b.cosmos_account(IN_SCOPE, RG, name) for name in NAMES]
+    accounts.append(b.cosmos_account(OUT_OF_SCOPE, RG, "outside"))
+    resources = [
+        vault,
+        b.vault_key(vault, "cosmos-cmk"),
+        *accounts,
+        *(b.sql_role_assignment(a, SYSTEM) for a in accounts),
+    ]
+    settings = {
+        "CMK_ENROLMENT_SCOPE": json.dumps([f"/subscriptions/{IN_SCOPE}"]),
+        "CMK_KEY_POLICY": json.dumps({"default": KEY}),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name in IDENTITY_ENV:
+            patch.delenv(name, raising=False)
+        with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=1500, settings=settings) as running:
+            yield running
+
+
+def _golden_event(
+    account_id: str, principal: str, event_type: str = "Microsoft.Resources.ResourceWriteSuccess"
+) -> dict[str, Any]:
+    event: dict[str, Any] = copy.deepcopy(
+        json.loads((GOLDEN / "resource-groups.eventgrid-schema.ResourceWriteSuccess.json").read_text())[0]
+    )
+    operation = "Microsoft.DocumentDB/databaseAccounts/" + ("delete" if "Delete" in event_type else "write")
+    event.update(
+        {"id": str(uuid.uuid4()), "subject": account_id, "eventType": event_type, "topic": f"/subscriptions/{IN_SCOPE}"}
+    )
+    event["data"].update(
+        {"resourceUri": account_id, "operationName": operation, "resourceProvider": "Microsoft.DocumentDB"}
+    )
+    event["data"]["authorization"].update({"scope": account_id, "action": operation})
+    event["data"]["authorization"]["evidence"]["principalId"] = principal
+    event["data"]["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"] = principal
+    return event
+
+
+def _deliver(stack: LocalStack, events: list[dict[str, Any]], content_type: str = "application/json") -> int:
+    response = requests.post(
+        f"{stack.host_url}/runtime/webhooks/eventgrid?functionName=enrol_from_event_grid",
+        data=json.dumps(events if content_type == "application/json" else events[0]),
+        headers={"Content-Type": content_type, "aeg-event-type": "Notification"},
+        timeout=60,
+    )
+    return response.status_code
+
+
+def _instance(stack: LocalStack, instance_id: str) -> dict[str, Any] | None:
+    response = requests.get(f"{stack.host_url}/api/cmk/instances/{instance_id}", timeout=60)
+    return response.json() if response.status_code == 200 else None
+
+
+def _wait_done(stack: LocalStack, instance_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _instance(stack, instance_id)
+        if status and status["runtimeStatus"] in ("Completed", "Failed", "Terminated"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def _key_patches(stack: LocalStack, account_id: str) -> int:
+    return sum(
+        1
+        for r in stack.simulator.requests()
+        if r["method"] == "PATCH"
+        and r["path"].lower().startswith(account_id.lower())
+        and "keyVaultKeyUri" in json.dumps(r.get("body"))
+    )
+
+
+def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_loop(stack: LocalStack) -> None:
+    account = _id(IN_SCOPE, "written")
+    # Somebody else changes the account: ARM raises ResourceWriteSuccess when that PATCH completes.
+    assert (
+        call(stack.simulator, "PATCH", account, {"tags": {"owner": "team-a"}}, principal=PLATFORM_TEAM).status_code
+        == 200
+    )
+    instance_id = account_instance_id(account)
+    deadline = time.monotonic() + 60
+    while _instance(stack, instance_id) is None:
+        assert time.monotonic() < deadline, "the write event did not enrol the account"
+        time.sleep(0.2)
+    first = _wait_done(stack, instance_id)
+    assert first["output"]["outcome"] == "Enabled", first["output"]["reason"]
+    # Our own three PATCHes raised events too; let them all be delivered, then nothing new may have started.
+    stack.simulator.advance(3600)
+    time.sleep(2)
+    deliveries = [e for e in stack.simulator.events() if account.lower() in json.dumps(e).lower()]
+    assert len(deliveries) >= 4 and all(
+        200 <= int(e.get("status") or e.get("responseStatus") or 200) < 300 for e in deliveries
+    )
+    after = _instance(stack, instance_id)
+    assert (
+        after is not None and after["createdTime"] == first["createdTime"] and after["output"]["outcome"] == "Enabled"
+    )
+    assert _key_patches(stack, account) == 1
+
+
+def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None:
+    account = _id(IN_SCOPE, "duplicate")
+    event = _golden_event(account, PLATFORM_TEAM)
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: _deliver(stack, [event]), range(4)))
+    assert all(200 <= code < 300 for code in codes)
+    status = _wait_done(stack, account_instance_id(account))
+    assert status["output"]["outcome"] == "Enabled"
+    # A late, out-of-order redelivery after the key is on changes nothing.
+    assert 200 <= _deliver(stack, [event]) < 300
+    time.sleep(1)
+    assert _instance(stack, account_instance_id(account))["createdTime"] == status["createdTime"]  # type: ignore[index]
+    assert _key_patches(stack, account) == 1
+
+
+def test_cloud_events_enrol_too(stack: LocalStack) -> None:
+    account = _id(IN_SCOPE, "cloud")
+    cloud_event = json.loads((GOLDEN / "resource-groups.cloudevents-schema.ResourceWriteSuccess.json").read_text())[0]
+    cloud_event.update({"id": str(uuid.uuid4()), "subject": account, "source": f"/subscriptions/{IN_SCOPE}"})
+    cloud_event["data"].update({"resourceUri": account, "operationName": "Microsoft.DocumentDB/databaseAccounts/write"})
+    assert 200 <= _deliver(stack, [cloud_event], "application/cloudevents+json") < 300
+    assert _wait_done(stack, account_instance_id(account))["output"]["outcome"] == "Enabled"
+
+
+@pytest.mark.parametrize(
+    ("name", "subscription", "principal", "event_type", "suffix"),
+    [
+        ("self", IN_SCOPE, SYSTEM, "Microsoft.Resources.ResourceWriteSuccess", ""),
+        ("outside", OUT_OF_SCOPE, PLATFORM_TEAM, "Microsoft.Resources.ResourceWriteSuccess", ""),
+        ("deleted", IN_SCOPE, PLATFORM_TEAM, "Microsoft.Resources.ResourceDeleteSuccess", ""),
+        ("child", IN_SCOPE, PLATFORM_TEAM, "Microsoft.Resources.ResourceWriteSuccess", "/sqlDatabases/orders"),
+    ],
+)
+def test_events_not_for_us_are_acknowledged_and_ignored(
+    stack: LocalStack, name: str, subscription: str, principal: str, event_type: str, suffix: str
+) -> None:
+    account = _id(subscription, name)
+    event = _golden_event(account + suffix, principal, event_type)
+    if suffix:
+        event["data"]["operationName"] = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/write"
+    assert 200 <= _deliver(stack, [event]) < 300
+    time.sleep(1)
+    assert _instance(stack, account_instance_id(account)) is None
+
+
+def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(stack: LocalStack) -> None:
+    body = {"accounts": [_id(IN_SCOPE, "rollout-a"), _id(IN_SCOPE, "rollout-b")], "keyUri": KEY}
+    event = {
+        "id": str(uuid.uuid4()),
+        "subject": "cmk/rollouts",
+        "eventType": "Cmk.RolloutRequested",
+        "eventTime": "2026-11-29T00:00:00Z",
+        "data": body,
+        "dataVersion": "1",
+        "topic": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.EventGrid/topics/cmk-requests",
+    }
+    assert 200 <= _deliver(stack, [event]) < 300
+    instance_id = rollout_instance_id(event["id"])
+    status = _wait_done(stack, instance_id, timeout=240)
+    assert status["output"]["totals"] == {"Enabled": 2}
+    assert 200 <= _deliver(stack, [event]) < 300
+    time.sleep(1)
+    assert _instance(stack, instance_id)["createdTime"] == status["createdTime"]  # type: ignore[index]
