@@ -186,8 +186,9 @@ def test_events_not_for_us_are_acknowledged_and_ignored(
 
 def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(stack: LocalStack) -> None:
     body = {"accounts": [_id(IN_SCOPE, "rollout-a"), _id(IN_SCOPE, "rollout-b")], "keyUri": KEY}
-    event = {
-        "id": str(uuid.uuid4()),
+    event_id = str(uuid.uuid4())
+    event: dict[str, Any] = {
+        "id": event_id,
         "subject": "cmk/rollouts",
         "eventType": "Cmk.RolloutRequested",
         "eventTime": "2026-11-29T00:00:00Z",
@@ -196,7 +197,7 @@ def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(st
         "topic": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.EventGrid/topics/cmk-requests",
     }
     assert 200 <= _deliver(stack, [event]) < 300
-    instance_id = rollout_instance_id(event["id"])
+    instance_id = rollout_instance_id(event_id)
     status = _wait_done(stack, instance_id, timeout=240)
     assert status["output"]["totals"] == {"Enabled": 2}
     assert 200 <= _deliver(stack, [event]) < 300
