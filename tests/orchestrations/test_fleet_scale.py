@@ -1,0 +1,58 @@
+"""A 300-account rollout to completion on the local host: every account ends in the report with an outcome."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+import requests
+
+from sandbox.azure import builders as b
+from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.stack import LocalStack
+
+SUBSCRIPTIONS = [f"{index:08d}-aaaa-4bbb-8ccc-dddddddddddd" for index in range(1, 7)]
+ACCOUNTS = 300
+KEY = "https://kv-scale.vault.azure.net/keys/cosmos-cmk"
+
+
+@pytest.mark.timeout(900)
+def test_a_300_account_rollout_completes_with_a_complete_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    vaults = [
+        b.key_vault(s, "rg-keys", f"kv-scale-{i}" if i else "kv-scale", tenant_id=TENANT)
+        for i, s in enumerate(SUBSCRIPTIONS)
+    ]
+    accounts = [b.cosmos_account(SUBSCRIPTIONS[i % 6], "rg-scale", f"scale-{i:03d}") for i in range(ACCOUNTS)]
+    resources = [
+        *vaults,
+        b.vault_key(vaults[0], "cosmos-cmk"),
+        *accounts,
+        *(b.sql_role_assignment(a, SYSTEM) for a in accounts),
+    ]
+    settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": f'["{SUBSCRIPTIONS[0]}"]'}
+    with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=3000, settings=settings) as stack:
+        response = requests.post(
+            f"{stack.host_url}/api/cmk/rollouts",
+            json={"scope": {"subscriptions": SUBSCRIPTIONS}, "keyUri": KEY, "maxConcurrency": 50},
+            timeout=60,
+        )
+        assert response.status_code == 202, response.text
+        instance_id = response.json()["id"]
+        deadline = time.monotonic() + 840
+        while (status := requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}", timeout=60).json())[
+            "runtimeStatus"
+        ] not in ("Completed", "Failed", "Terminated"):
+            assert time.monotonic() < deadline, status.get("customStatus")
+            assert len(json_size := str(status.get("customStatus"))) < 16_000, json_size
+            time.sleep(1)
+        output = status["output"]
+        assert status["runtimeStatus"] == "Completed"
+        assert output["total"] == ACCOUNTS and output["totals"] == {"Enabled": ACCOUNTS}
+        report = requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}/report", timeout=60).text
+        rows = list(csv.DictReader(io.StringIO(report)))
+        assert sorted(row["accountId"].lower() for row in rows) == sorted(str(a["id"]).lower() for a in accounts)
+        assert all(row["outcome"] == "Enabled" and row["operationStatus"] == "Succeeded" for row in rows)
