@@ -19,9 +19,9 @@ RESULTS = Path(__file__).with_name("results.json")
 
 
 def _suites() -> dict[str, Callable[[bool], dict[str, Any]]]:
-    from bench import monitor
+    from bench import fleet, monitor
 
-    return {"monitor": monitor.run}
+    return {"monitor": monitor.run, "fleet": fleet.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = suites[name](arguments.quick)
         figures["measuredAt"] = datetime.now(UTC).isoformat(timespec="seconds")
         figures["benchSeconds"] = round(time.perf_counter() - started, 1)
-        results.update(figures if name == "monitor" else {name: figures})
+        results.update(figures)
         print(render(name, figures), flush=True)
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -63,7 +63,31 @@ def render(name: str, figures: dict[str, Any]) -> str:
                     f"{row['episodes']:>9} {row['wallSeconds']:>7}"
                 )
         return "\n".join(lines)
-    return f"\n{name}\n" + json.dumps(figures, indent=2)
+    return render_fleet(figures)
+
+
+def render_fleet(figures: dict[str, Any]) -> str:
+    fleet, scale = figures["fleet"], figures["scale"]
+    rollout, sequential = fleet["rollout"], fleet["sequentialScript"]
+    hours = 3600
+    lines = [
+        f"\nfleet: {rollout['accounts']} accounts, maxConcurrency {fleet['maxConcurrency']} (simulated hours)",
+        f"  rollout makespan          {rollout['makespanSeconds'] / hours:8.2f} h",
+        f"  lower bound max(maxT, sumT/c) {rollout['lowerBoundSeconds'] / hours:4.2f} h"
+        f"   (makespan / bound = {rollout['makespanOverLowerBound']})",
+        f"  sequential SDK script     {sequential['makespanSeconds'] / hours:8.2f} h"
+        f"   ({fleet['speedupOverSequential']}x slower than the rollout)",
+        f"  ARM requests per account  {rollout['armRequestsPerAccount']:8}",
+        f"  status reads / acct-hour  {rollout['statusReadsPerAccountHour']:8}",
+        f"  429 share (real buckets)  {rollout['throttledShare']:8.2%}",
+        "scale:",
+    ]
+    for label, row in (("1,000-account dry run", scale["dryRun"]), ("1,000-account rollout", scale["rollout"])):
+        lines.append(
+            f"  {label:<24} wall {row['wallSeconds']:7.1f} s   peak RSS {row['peakRssMiB']:7.1f} MiB   "
+            f"429 share {row['throttledShare']:.2%}   {row['totals']}"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

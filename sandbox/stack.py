@@ -9,6 +9,7 @@ fleet-events deployment wires it in Azure.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,60 @@ LOCAL_DEFAULTS = {"TASKHUB_NAME": "cmklocal"}
 warnings.filterwarnings("ignore", message="Unverified HTTPS request is being made to host '127.0.0.1'")
 
 
+# A clock that stands still: in discrete-event mode only the driver moves it.
+FROZEN_TIME_SCALE = 1e-9
+
+
+class DiscreteEventDriver(threading.Thread):
+    """Discrete-event time for measurements: the simulated clock stands still while anything runs (an episode, an
+    activity, a request, an event delivery) and, once all is idle, jumps to the next thing due: the host's next
+    durable timer, or the simulator's next operation end or event delivery.
+
+    With a running clock, every real second of CPU also costs `time_scale` simulated seconds, which inflates
+    simulated durations by how fast this machine is; here computing takes no simulated time at all, as if Azure
+    and the app were infinitely fast, and only the waits the product and Azure impose remain.
+    """
+
+    def __init__(self, stack: LocalStack, period_seconds: float = 0.0005) -> None:
+        super().__init__(name="discrete-event-clock", daemon=True)
+        self._stack = stack
+        self._period = period_seconds
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        stack = self._stack
+        quiet_checks = 0
+        while not self._stopping.wait(self._period):
+            host = stack.host
+            if host is None:
+                continue
+            try:
+                idle, next_timer = host.schedule_state()
+            except RuntimeError:
+                return  # the host stopped
+            due_now, next_due = stack.simulator.schedule_state()
+            if not idle or due_now:
+                quiet_checks = 0
+                continue
+            # Idle twice in a row: a request between the two (a client, an HTTP trigger) resets it.
+            quiet_checks += 1
+            if quiet_checks < 2:
+                continue
+            upcoming = [moment for moment in (next_timer, next_due) if moment is not None]
+            if not upcoming:
+                continue
+            now = stack.clock.timestamp()
+            target = min(upcoming)
+            if target > now:
+                stack.simulator.advance(target - now + 1e-3)
+            host.wake_timers()
+            quiet_checks = 0
+
+
 class LocalStack:
     def __init__(
         self,
@@ -45,9 +100,13 @@ class LocalStack:
         settings_file: Path | None = None,
         require_keys: bool = False,
         simulator_overrides: dict[str, Any] | None = None,
+        discrete: bool = False,
     ) -> None:
+        """`discrete`: discrete-event time (see DiscreteEventDriver) instead of `time_scale`, for measurements."""
         self.state_dir = state_dir
         host_state = state_dir / "host" if state_dir else None
+        if discrete:
+            time_scale = FROZEN_TIME_SCALE
         self.clock: SimClock = load_clock(host_state, time_scale) if host_state else SimClock(time_scale)
         self.simulator = AzureSimulator(
             world,
@@ -63,6 +122,7 @@ class LocalStack:
         self._settings_file = settings_file
         self._require_keys = require_keys
         self.host: LocalHost | None = None
+        self._driver = DiscreteEventDriver(self) if discrete else None
 
     def start(self) -> LocalStack:
         self.simulator.start()
@@ -92,9 +152,13 @@ class LocalStack:
                 "includedEventTypes": ["Microsoft.Resources.ResourceWriteSuccess"],
             }
         )
+        if self._driver is not None:
+            self._driver.start()
         return self
 
     def stop(self) -> None:
+        if self._driver is not None and self._driver.is_alive():
+            self._driver.stop()
         if self.host is not None:
             self.host.stop()
             self.host = None

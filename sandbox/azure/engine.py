@@ -334,6 +334,15 @@ class CloudState:
                 self.operation_completer(self, operation)
             self.save_operation(operation)
 
+    def schedule_state(self) -> tuple[bool, float | None]:
+        """(something is due now, simulated time of the next thing due): operation ends and event deliveries."""
+        now = self.now()
+        times = [operation.end for operation in self._running.values()]
+        times += [float(delivery["dueAt"]) for delivery in self.pending_deliveries.values()]
+        due_now = any(moment <= now for moment in times)
+        upcoming = [moment for moment in times if moment > now]
+        return due_now, (min(upcoming) if upcoming else None)
+
     @staticmethod
     def new_operation_id() -> str:
         # Not from the seeded RNG: a restarted process re-seeds it and must never reuse a persisted id.

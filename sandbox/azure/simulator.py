@@ -197,6 +197,11 @@ class AzureSimulator:
             self.state.settle()
             self.state.commit()
 
+    def schedule_state(self) -> tuple[bool, float | None]:
+        """(something is due now, simulated time of the next operation end or event delivery)."""
+        with self.state.lock:
+            return self.state.schedule_state()
+
     def add_fault(self, rule: JsonDict) -> JsonDict:
         with self.state.lock:
             added = self.state.add_fault(rule)

@@ -174,6 +174,9 @@ class OrchestrationEngine:
         self._diagnostics_lock = threading.Lock()
         self._history_cache = _HistoryCache(HISTORY_CACHE_EVENTS)
         self._activity_names = registry.activity_names()
+        # In-flight work the queues no longer show, so "idle" is exact (see schedule_state).
+        self._busy_activities = 0
+        self._firing_timers = 0
         self._orchestrator_names = registry.orchestrator_names()
 
     # --- lifecycle (event loop) ----------------------------------------------------------------------------------
@@ -614,10 +617,13 @@ class OrchestrationEngine:
         assert self._activities is not None
         while True:
             item = await self._activities.get()
+            self._busy_activities += 1
             try:
                 await self._run_activity(item)
             except Exception:
                 log.exception("Activity work item %s could not be processed", item.id)
+            finally:
+                self._busy_activities -= 1
 
     async def _run_activity(self, item: WorkItem) -> None:
         assert self._invoker is not None
@@ -658,14 +664,37 @@ class OrchestrationEngine:
             while self._timers and self._timers[0][0] <= now:
                 due.append(heapq.heappop(self._timers)[1])
             if due:
-                for instance_id in dict.fromkeys(await self.db(self._store.fire_timers, due)):
-                    self.mark_ready(instance_id)
+                self._firing_timers += 1
+                try:
+                    for instance_id in dict.fromkeys(await self.db(self._store.fire_timers, due)):
+                        self.mark_ready(instance_id)
+                finally:
+                    self._firing_timers -= 1
                 continue
             # Re-check at least every 0.25 s real time so SimClock.advance() is honoured promptly.
             timeout = min(self._clock.real_seconds_until(self._timers[0][0]), 0.25) if self._timers else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_signal.wait(), timeout=timeout)
             self._timer_signal.clear()
+
+    async def schedule_state(self) -> tuple[bool, float | None]:
+        """(nothing runs or waits to run, fire time of the next timer). On the loop, so it is one consistent view."""
+        assert self._activities is not None
+        idle = not (
+            self._ready
+            or self._queued
+            or self._running
+            or self._episodes
+            or not self._activities.empty()
+            or self._busy_activities
+            or self._firing_timers
+        )
+        return idle, (self._timers[0][0] if self._timers else None)
+
+    def wake_timers(self) -> None:
+        """After the clock jumped: check the timers now rather than at the next periodic re-check."""
+        if self._timer_signal is not None:
+            self._timer_signal.set()
 
     def pending_timer_count(self) -> int:
         return len(self._timers)

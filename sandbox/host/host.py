@@ -254,6 +254,16 @@ class LocalHost:
             raise RuntimeError("the host is not running")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
+    def schedule_state(self) -> tuple[bool, float | None]:
+        """(the engine is idle, simulated time of its next durable timer), for a discrete-event clock driver."""
+        engine = self._engine_or_fail()
+        return self._call(engine.schedule_state())
+
+    def wake_timers(self) -> None:
+        engine = self._engine_or_fail()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(engine.wake_timers)
+
     def instance(self, instance_id: str) -> dict[str, Any] | None:
         """The instance's status as the HTTP API reports it, plus `executionId` and host `diagnostics`."""
         engine = self._engine_or_fail()

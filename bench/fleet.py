@@ -1,0 +1,192 @@
+"""Fleet figures: a rollout's makespan against its lower bound and against a sequential CLI-style script, the ARM
+traffic it costs, throttling under the real ARM token buckets, and wall time and peak memory at 1,000 accounts.
+
+Each scenario runs in its own process (`python -m bench.fleet <scenario> <accounts>`), so peak memory is that
+scenario's alone. Simulated time is discrete-event (sandbox.stack.DiscreteEventDriver): computing costs no simulated
+time, so makespans measure the waits the product and Azure impose, not this machine's speed. Times are simulated
+seconds unless named wall.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import requests
+from azure.mgmt.cosmosdb import CosmosDBManagementClient, models
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.keyvault import models as keyvault_models
+
+from sandbox.azure import builders as b
+from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.stack import LocalStack
+
+SUBSCRIPTIONS = [f"{index:08d}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for index in range(1, 11)]
+KEY = "https://kv-fleet-bench.vault.azure.net/keys/cosmos-cmk"
+MAX_CONCURRENCY = 20
+# Data sizes, drawn per account; with 1,000 spare RU/s encryptions range from the 10-minute minimum to about 7 hours.
+SIZES_GIB = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0]
+
+
+def build_world(accounts: int, seed: int = 7, sizes: list[float] = SIZES_GIB) -> dict[str, Any]:
+    rng = random.Random(seed)
+    vault = b.key_vault(SUBSCRIPTIONS[0], "rg-keys", "kv-fleet-bench", tenant_id=TENANT)
+    bodies = [
+        b.cosmos_account(SUBSCRIPTIONS[i % len(SUBSCRIPTIONS)], "rg-fleet", f"fleet-{i:04d}") for i in range(accounts)
+    ]
+    data = {str(a["id"]): {"dataSizeGiB": rng.choice(sizes), "spareRuPerSecond": 1000} for a in bodies}
+    resources = [vault, b.vault_key(vault, "cosmos-cmk"), *bodies, *(b.sql_role_assignment(a, SYSTEM) for a in bodies)]
+    return b.world(resources, tenant_id=TENANT, account_data=data)
+
+
+def _stack(world: dict[str, Any]) -> LocalStack:
+    settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": json.dumps([SUBSCRIPTIONS[0]])}
+    return LocalStack(world, settings=settings, discrete=True)
+
+
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def rollout(accounts: int, dry_run: bool, sizes: list[float] = SIZES_GIB) -> dict[str, Any]:
+    world = build_world(accounts, sizes=sizes)
+    wall = time.perf_counter()
+    with _stack(world) as stack:
+        started = stack.clock.timestamp()
+        body: dict[str, Any] = {
+            "scope": {"subscriptions": SUBSCRIPTIONS},
+            "keyUri": KEY,
+            "maxConcurrency": MAX_CONCURRENCY,
+            "dryRun": dry_run,
+        }
+        instance_id = requests.post(f"{stack.host_url}/api/cmk/rollouts", json=body, timeout=60).json()["id"]
+        while (status := requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}", timeout=60).json())[
+            "runtimeStatus"
+        ] not in ("Completed", "Failed", "Terminated"):
+            time.sleep(0.5)
+        finished = _seconds(status["output"]["timings"]["finishedAt"])
+        arm = [r for r in stack.simulator.requests() if r["path"].lower().startswith(("/subscriptions", "/providers"))]
+        operations = stack.simulator.operations()
+    encryptions = [o for o in operations if "keyVaultKeyUri" in json.dumps(o.get("changes"))]
+    encryption_seconds = [_seconds(o["endTime"]) - _seconds(o["startTime"]) for o in encryptions]
+    status_reads = sum(1 for r in arm if "operationsstatus" in r["path"].lower())
+    result = {
+        "accounts": accounts,
+        "dryRun": dry_run,
+        "totals": status["output"]["totals"],
+        "makespanSeconds": round(finished - started, 1),
+        "armRequests": len(arm),
+        "armRequestsPerAccount": round(len(arm) / accounts, 2),
+        "throttled429": sum(1 for r in arm if r["status"] == 429),
+        "throttledShare": round(sum(1 for r in arm if r["status"] == 429) / max(1, len(arm)), 4),
+        "wallSeconds": round(time.perf_counter() - wall, 1),
+        "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if encryption_seconds:
+        total = sum(encryption_seconds)
+        result.update(
+            {
+                "encryptionSecondsSum": round(total, 1),
+                "encryptionSecondsMax": round(max(encryption_seconds), 1),
+                "lowerBoundSeconds": round(max(max(encryption_seconds), total / MAX_CONCURRENCY), 1),
+                "statusReadsPerAccountHour": round(status_reads / (total / 3600), 2),
+            }
+        )
+        result["makespanOverLowerBound"] = round(result["makespanSeconds"] / result["lowerBoundSeconds"], 2)
+    return result
+
+
+def sequential_script(accounts: int) -> dict[str, Any]:
+    """What an operator's script does: for each account in turn, the blocking SDK calls, each waiting to the end."""
+    world = build_world(accounts)
+    wall = time.perf_counter()
+    with _stack(world) as stack:
+        started = stack.clock.timestamp()
+        credential = stack.simulator.credential(SYSTEM)
+        # The poller sleeps real seconds while the discrete clock jumps to the operation's end; keep its naps short.
+        polling = 0.005
+        vault_client = KeyVaultManagementClient(credential, SUBSCRIPTIONS[0], base_url=stack.azure_url)
+        for body in (r for r in world["resources"] if r["type"] == "Microsoft.DocumentDB/databaseAccounts"):
+            subscription, group, name = body["id"].split("/")[2], body["id"].split("/")[4], body["name"]
+            client = CosmosDBManagementClient(
+                credential, subscription, base_url=stack.azure_url, polling_interval=polling
+            )
+            identity = models.ManagedServiceIdentity({"type": "SystemAssigned"})
+            account = client.database_accounts.begin_update(
+                group, name, models.DatabaseAccountUpdateParameters(identity=identity)
+            ).result()
+            principal = account.as_dict()["identity"]["principalId"]
+            vault_client.vaults.update_access_policy(
+                "rg-keys",
+                "kv-fleet-bench",
+                "add",
+                keyvault_models.VaultAccessPolicyParameters(
+                    properties=keyvault_models.VaultAccessPolicyProperties(
+                        access_policies=[
+                            keyvault_models.AccessPolicyEntry(
+                                tenant_id=TENANT,
+                                object_id=principal,
+                                permissions=keyvault_models.Permissions(keys_property=["get", "wrapKey", "unwrapKey"]),
+                            )
+                        ]
+                    )
+                ),
+            )
+            for properties in (
+                models.DatabaseAccountUpdateProperties(default_identity="SystemAssignedIdentity"),
+                models.DatabaseAccountUpdateProperties(key_vault_key_uri=KEY),
+            ):
+                client.database_accounts.begin_update(
+                    group, name, models.DatabaseAccountUpdateParameters(properties=properties)
+                ).result()
+        finished = stack.clock.timestamp()
+    return {
+        "accounts": accounts,
+        "makespanSeconds": round(finished - started, 1),
+        "wallSeconds": round(time.perf_counter() - wall, 1),
+    }
+
+
+SCENARIOS = {
+    "rollout": lambda n: rollout(n, dry_run=False),
+    "dryrun": lambda n: rollout(n, dry_run=True),
+    # At 1,000 accounts the figures of interest are wall time and memory: 10-minute encryptions keep it short.
+    "rollout-small": lambda n: rollout(n, dry_run=False, sizes=[0.05]),
+    "sequential": sequential_script,
+}
+
+
+def _in_process(scenario: str, accounts: int) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.fleet", scenario, str(accounts)], capture_output=True, text=True, check=True
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    fleet_size, scale_size = (40, 100) if quick else (200, 1000)
+    orchestrated = _in_process("rollout", fleet_size)
+    sequential = _in_process("sequential", fleet_size)
+    fleet = {
+        "rollout": orchestrated,
+        "sequentialScript": sequential,
+        "maxConcurrency": MAX_CONCURRENCY,
+        "speedupOverSequential": round(sequential["makespanSeconds"] / orchestrated["makespanSeconds"], 1),
+    }
+    scale = {"dryRun": _in_process("dryrun", scale_size), "rollout": _in_process("rollout-small", scale_size)}
+    return {"fleet": fleet, "scale": scale}
+
+
+if __name__ == "__main__":
+    import os
+
+    for variable in IDENTITY_ENV:
+        os.environ.pop(variable, None)
+    print(json.dumps(SCENARIOS[sys.argv[1]](int(sys.argv[2]))))
