@@ -41,7 +41,7 @@ def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
     settings = {
         "CMK_POLL_INTERVAL_SECONDS": "60",
         "CMK_POLL_MAX_INTERVAL_SECONDS": "60",
-        "CMK_MONITOR_DEADLINE_HOURS": "1000000",
+        "CMK_MONITOR_DEADLINE_HOURS": "10000000",
         "CMK_MONITOR_POLLS_PER_GENERATION": str(polls_per_generation),
         "CMK_DOCUMENT_ID_SCAN": "false",
     }
@@ -60,7 +60,7 @@ def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
         episodes = host.episodes(instance_id)
         tail = episodes[-TAIL_POLLS * EPISODES_PER_POLL :]
         stats = host.stats(instance_id)
-        stack.simulator.advance(10**10)
+        stack.simulator.advance(2 * 10**9)
         final = host.wait_for(instance_id, timeout=600)
         assert final["output"]["outcome"] == "Enabled", final["output"]
     return {

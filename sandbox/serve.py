@@ -10,11 +10,18 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from sandbox.azure.world import load_worlds
 from sandbox.stack import LocalStack
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--world", type=Path, required=True, help="world file for the simulator")
+    parser.add_argument(
+        "--world",
+        type=Path,
+        action="append",
+        required=True,
+        help="world file for the simulator (repeatable: files are merged; Azure CLI exports are accepted)",
+    )
     parser.add_argument("--port", type=int, default=7071, help="host port on 127.0.0.1 (0 picks a free one)")
     parser.add_argument("--azure-port", type=int, default=0, help="simulator port (0 picks a free one)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
@@ -33,7 +40,7 @@ def run(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     stack = LocalStack(
-        arguments.world,
+        load_worlds(list(arguments.world)),
         time_scale=arguments.time_scale,
         state_dir=arguments.state,
         host_port=arguments.port,
