@@ -7,6 +7,7 @@ import uuid
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from cmk.errors import InvalidRequest
 from cmk.orchestration import ROLLOUT_ORCHESTRATOR, orchestration_config
@@ -51,13 +52,18 @@ async def start_rollout_route(req: func.HttpRequest, client: df.DurableOrchestra
     return response
 
 
+async def _find_rollout(client: df.DurableOrchestrationClient, instance_id: str) -> DurableOrchestrationStatus | None:
+    status = await find_instance(client, instance_id)
+    return status if status is not None and status.name == ROLLOUT_ORCHESTRATOR else None
+
+
 @bp.function_name("cmk_get_rollout")
 @bp.route(route="cmk/rollouts/{instanceId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def get_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
-    status = await find_instance(client, instance_id)
-    if status is None or status.name != ROLLOUT_ORCHESTRATOR:
+    status = await _find_rollout(client, instance_id)
+    if status is None:
         return error_response(404, "RolloutNotFound", f"No rollout {instance_id}.")
     return json_response(200, status_json(status))
 
@@ -67,8 +73,8 @@ async def get_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClie
 @bp.durable_client_input(client_name="client")
 async def rollout_report(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
-    status = await find_instance(client, instance_id)
-    if status is None or status.name != ROLLOUT_ORCHESTRATOR:
+    status = await _find_rollout(client, instance_id)
+    if status is None:
         return error_response(404, "RolloutNotFound", f"No rollout {instance_id}.")
     if runtime_status_name(status) != "Completed" or not isinstance(status.output, dict):
         return error_response(

@@ -29,7 +29,8 @@ from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import JsonDict, parse_resource_id, region_slug
 
-ACTION = "Microsoft.ResourceGraph/resources/action"
+# The RP's operation "Submits a query on resources within specified subscriptions".
+ACTION = "Microsoft.ResourceGraph/resources/read"
 MAX_TOP = 1000
 _TOKEN = re.compile(
     r"""\s+

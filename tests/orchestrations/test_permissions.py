@@ -1,0 +1,86 @@
+"""The ARM actions the app really performs (the simulator logs each request's action) are exactly the ones its
+custom role grants (cmk.permissions, which the Bicep contract test holds the role to): nothing missing, nothing
+spare."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from cmk.permissions import REQUIRED_ARM_ACTIONS
+from sandbox.azure import builders as b
+from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.stack import LocalStack
+
+SUB = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f"
+RG = "rg-permissions"
+ASSIGN_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+
+
+def _wait(url: str, instance_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 240
+    while True:
+        status: dict[str, Any] = requests.get(f"{url}/api/cmk/instances/{instance_id}", timeout=60).json()
+        if status["runtimeStatus"] in ("Completed", "Failed", "Terminated"):
+            return status
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(300)
+def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    uami = b.user_assigned_identity(SUB, RG, "id-cmk", tenant_id=TENANT)
+    vault = b.key_vault(SUB, RG, "kv-perm-policy", tenant_id=TENANT)
+    rbac_vault = b.key_vault(SUB, RG, "kv-perm-rbac", tenant_id=TENANT, rbac=True)
+    key, rbac_key = b.vault_key(vault, "cosmos-cmk"), b.vault_key(rbac_vault, "cosmos-cmk")
+    plain = b.cosmos_account(SUB, RG, "perm-plain")
+    continuous = b.cosmos_account(SUB, RG, "perm-continuous", backup="Continuous")
+    untouched = b.cosmos_account(SUB, RG, "perm-dry-run-only")
+    accounts = [plain, continuous, untouched]
+    world = b.world(
+        [uami, vault, rbac_vault, key, rbac_key, *accounts, *(b.sql_role_assignment(a, SYSTEM) for a in accounts)],
+        tenant_id=TENANT,
+    )
+    with LocalStack(world, time_scale=1500) as stack:
+        url = stack.host_url
+        started = [
+            requests.post(
+                f"{url}/api/cmk/accounts",
+                json={"accountId": plain["id"], "keyUri": b.versionless_key_uri(key)},
+                timeout=60,
+            ),
+            requests.post(
+                f"{url}/api/cmk/accounts",
+                json={"accountId": continuous["id"], "keyUri": b.versionless_key_uri(rbac_key), "identity": uami["id"]},
+                timeout=60,
+            ),
+        ]
+        for response in started:
+            assert _wait(url, response.json()["id"])["output"]["outcome"] == "Enabled"
+        # A dry-run rollout with a versioned key: discovery (Resource Graph, metrics) and a key version read.
+        versioned = str(key["properties"]["keyUriWithVersion"]).replace(":443", "")
+        rollout = requests.post(
+            f"{url}/api/cmk/rollouts",
+            json={"scope": {"subscriptions": [SUB]}, "keyUri": versioned, "dryRun": True},
+            timeout=60,
+        )
+        assert _wait(url, rollout.json()["id"])["runtimeStatus"] == "Completed"
+
+        ours = [
+            r
+            for r in stack.simulator.requests()
+            if r["principal"] == SYSTEM
+            and r["action"]
+            and r["path"].lower().startswith(("/subscriptions/", "/providers/"))
+        ]
+        performed = {r["action"] for r in ours}
+        # Attaching a user-assigned identity is authorised by ARM on the identity, within the account's PATCH.
+        if any("userAssignedIdentities" in json.dumps(r.get("body")) for r in ours if r["method"] == "PATCH"):
+            performed.add(ASSIGN_IDENTITY)
+    assert performed == set(REQUIRED_ARM_ACTIONS)
