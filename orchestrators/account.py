@@ -32,6 +32,7 @@ from cmk.orchestration import (
     OperationSummary,
     OrchestrationConfig,
     Outcome,
+    Phase,
     ResumeState,
     Timings,
 )
@@ -176,7 +177,7 @@ def _follow_operation(
     account_id: str,
     operation: dict[str, Any],
     config: OrchestrationConfig,
-    phase: Any,
+    phase: Phase,
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Poll a short operation (identity changes take seconds to minutes) until it is terminal."""
     deadline = context.current_utc_datetime + IDENTITY_OPERATION_DEADLINE
