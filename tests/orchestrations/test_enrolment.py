@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,9 @@ from cmk.orchestration import account_instance_id
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
 from sandbox.stack import LocalStack
+from tests import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "reference" / "golden" / "eventgrid"
+EVENT_SAMPLES = GOLDEN / "eventgrid"
 IN_SCOPE = "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a"
 OUT_OF_SCOPE = "4e5f6a7b-8c9d-4e0f-9a1b-2c3d4e5f6a7b"
 RG = "rg-enrol"
@@ -61,7 +61,7 @@ def _golden_event(
     account_id: str, principal: str, event_type: str = "Microsoft.Resources.ResourceWriteSuccess"
 ) -> dict[str, Any]:
     event: dict[str, Any] = copy.deepcopy(
-        json.loads((GOLDEN / "resource-groups.eventgrid-schema.ResourceWriteSuccess.json").read_text())[0]
+        json.loads((EVENT_SAMPLES / "resource-groups.eventgrid-schema.ResourceWriteSuccess.json").read_text())[0]
     )
     operation = "Microsoft.DocumentDB/databaseAccounts/" + ("delete" if "Delete" in event_type else "write")
     event.update(
@@ -156,7 +156,9 @@ def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None
 
 def test_cloud_events_enrol_too(stack: LocalStack) -> None:
     account = _id(IN_SCOPE, "cloud")
-    cloud_event = json.loads((GOLDEN / "resource-groups.cloudevents-schema.ResourceWriteSuccess.json").read_text())[0]
+    cloud_event = json.loads(
+        (EVENT_SAMPLES / "resource-groups.cloudevents-schema.ResourceWriteSuccess.json").read_text()
+    )[0]
     cloud_event.update({"id": str(uuid.uuid4()), "subject": account, "source": f"/subscriptions/{IN_SCOPE}"})
     cloud_event["data"].update({"resourceUri": account, "operationName": "Microsoft.DocumentDB/databaseAccounts/write"})
     assert 200 <= _deliver(stack, [cloud_event], "application/cloudevents+json") < 300
