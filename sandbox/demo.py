@@ -95,7 +95,7 @@ def _demo(stack: LocalStack, expectations: dict[str, dict[str, Any]], timeout: f
         time.sleep(0.25)
     out.write("\n" + render_table(tracked) + "\n")
     matched = sum(item.matches() for item in tracked)
-    elapsed = stack.clock.now() - started
+    elapsed = _elapsed(started, stack.clock.now())
     out.write(f"\n{matched}/{len(tracked)} accounts reached the predicted outcome in {elapsed} of simulated time.\n")
     return 0 if matched == len(tracked) else 1
 
@@ -106,7 +106,7 @@ def _show_progress(item: Tracked, started: datetime, now: datetime, out: TextIO)
     if phase == item.phase:
         return
     item.phase = phase
-    clock = str(now - started).split(".")[0]
+    clock = _elapsed(started, now)
     detail = ""
     if phase == "encrypting":
         detail = f"operation {custom.get('operationStatus')}, next poll {custom.get('nextPollAt')}"
@@ -114,6 +114,10 @@ def _show_progress(item: Tracked, started: datetime, now: datetime, out: TextIO)
         detail = f"{item.output.get('outcome', '')}"
     out.write(f"[+{clock:>8} simulated] {item.name:<28} {phase:<17} {detail}\n")
     out.flush()
+
+
+def _elapsed(started: datetime, now: datetime) -> str:
+    return str(now - started).split(".")[0]
 
 
 def render_table(tracked: list[Tracked]) -> str:
