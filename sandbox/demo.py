@@ -63,10 +63,10 @@ def run(arguments: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cmk-demo-") as scratch:
         state = arguments.state or Path(scratch)
         with LocalStack(world, time_scale=arguments.time_scale, state_dir=state) as stack:
-            return _demo(stack, expectations, arguments.timeout, sys.stdout)
+            return run_demo(stack, expectations, arguments.timeout, sys.stdout)
 
 
-def _demo(stack: LocalStack, expectations: dict[str, dict[str, Any]], timeout: float, out: TextIO) -> int:
+def run_demo(stack: LocalStack, expectations: dict[str, dict[str, Any]], timeout: float, out: TextIO) -> int:
     started = stack.clock.now()
     out.write(
         f"Simulated Azure: {stack.azure_url}\nFunction app:    {stack.host_url} (function_app.py, unchanged)\n"
