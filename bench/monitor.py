@@ -13,8 +13,7 @@ from typing import Any
 
 import requests
 
-from sandbox.azure import builders as b
-from sandbox.azure.testing import SYSTEM, TENANT
+from sandbox.azure.testing import single_account_world
 from sandbox.stack import LocalStack
 
 SUB = "9c8b7a6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -24,20 +23,11 @@ TAIL_POLLS = 20
 EPISODES_PER_POLL = 2  # the poll's completion, then its timer's
 
 
-def _world() -> tuple[dict[str, Any], str]:
-    vault = b.key_vault(SUB, RG, "kv-bench-monitor", tenant_id=TENANT)
-    account = b.cosmos_account(SUB, RG, "bench-monitor")
-    world = b.world(
-        [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)],
-        tenant_id=TENANT,
-        # An encryption longer than any run; the run ends it by moving simulated time.
-        account_data={account["id"]: {"dataSizeGiB": 10_000, "spareRuPerSecond": 100}},
-    )
-    return world, str(account["id"])
-
-
 def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
-    world, account_id = _world()
+    # An encryption longer than any run; the run ends it by moving simulated time.
+    world, account_id = single_account_world(
+        SUB, RG, "kv-bench-monitor", "bench-monitor", data_size_gib=10_000, spare_ru_per_second=100
+    )
     settings = {
         "CMK_POLL_INTERVAL_SECONDS": "60",
         "CMK_POLL_MAX_INTERVAL_SECONDS": "60",

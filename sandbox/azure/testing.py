@@ -15,6 +15,7 @@ from azure.mgmt.cosmosdb import CosmosDBManagementClient
 
 from sandbox.azure import AzureSimulator, mint_token
 from sandbox.azure import builders as b
+from sandbox.azure.ids import JsonDict
 from sandbox.azure.world import DEFAULT_FIRST_PARTY_PRINCIPAL_ID, DEFAULT_SYSTEM_PRINCIPAL_ID
 
 TENANT = "4e8a2c1d-6b3f-4a9e-8c7d-1f2e3a4b5c6d"
@@ -135,3 +136,22 @@ def cosmos_client(simulator: AzureSimulator, credential: TokenCredential | None 
         polling_interval=0.01,
         retry_total=0,
     )
+
+
+def single_account_world(
+    subscription_id: str,
+    resource_group: str,
+    vault_name: str,
+    account_name: str,
+    *,
+    data_size_gib: float,
+    spare_ru_per_second: float,
+) -> tuple[JsonDict, str]:
+    """One ready NoSQL account and an access-policy vault with the key `cosmos-cmk`; the account's system identity
+    can read its data, so preflight's document-id scan runs. Returns the world and the account id."""
+    vault = b.key_vault(subscription_id, resource_group, vault_name, tenant_id=TENANT)
+    account = b.cosmos_account(subscription_id, resource_group, account_name)
+    account_id = str(account["id"])
+    resources = [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)]
+    data = {account_id: {"dataSizeGiB": data_size_gib, "spareRuPerSecond": spare_ru_per_second}}
+    return b.world(resources, tenant_id=TENANT, account_data=data), account_id

@@ -8,8 +8,7 @@ import time
 import pytest
 import requests
 
-from sandbox.azure import builders as b
-from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.azure.testing import IDENTITY_ENV, single_account_world
 from sandbox.stack import LocalStack
 
 SUB = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -20,13 +19,9 @@ POLLS_PER_GENERATION = 10
 
 @pytest.mark.timeout(1200)
 def test_a_ten_thousand_poll_monitor_keeps_its_history_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    vault = b.key_vault(SUB, RG, "kv-monitor", tenant_id=TENANT)
-    account = b.cosmos_account(SUB, RG, "very-large")
     # Encryption that outlasts any test: the test ends it by moving simulated time once 10,000 polls were made.
-    world = b.world(
-        [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)],
-        tenant_id=TENANT,
-        account_data={account["id"]: {"dataSizeGiB": 10_000, "spareRuPerSecond": 100}},
+    world, account_id = single_account_world(
+        SUB, RG, "kv-monitor", "very-large", data_size_gib=10_000, spare_ru_per_second=100
     )
     settings = {
         "CMK_POLL_INTERVAL_SECONDS": "60",
@@ -42,7 +37,7 @@ def test_a_ten_thousand_poll_monitor_keeps_its_history_bounded(monkeypatch: pyte
         assert host is not None
         response = requests.post(
             f"{stack.host_url}/api/cmk/accounts",
-            json={"accountId": account["id"], "keyUri": "https://kv-monitor.vault.azure.net/keys/cosmos-cmk"},
+            json={"accountId": account_id, "keyUri": "https://kv-monitor.vault.azure.net/keys/cosmos-cmk"},
             timeout=30,
         )
         instance_id = response.json()["id"]

@@ -8,8 +8,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from sandbox.azure import builders as b
-from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.azure.testing import IDENTITY_ENV, single_account_world
 from sandbox.stack import LocalStack
 
 SUB = "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a"
@@ -23,12 +22,9 @@ def test_retry_after_is_honoured_and_the_deadline_ends_the_watch_not_the_encrypt
 ) -> None:
     for name in IDENTITY_ENV:
         monkeypatch.delenv(name, raising=False)
-    vault = b.key_vault(SUB, RG, "kv-policies", tenant_id=TENANT)
-    account = b.cosmos_account(SUB, RG, "slow-encryption")
-    world = b.world(
-        [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)],
-        tenant_id=TENANT,
-        account_data={account["id"]: {"dataSizeGiB": 8, "spareRuPerSecond": 1000}},  # about 14 simulated hours
+    # About 14 simulated hours of encryption.
+    world, account_id = single_account_world(
+        SUB, RG, "kv-policies", "slow-encryption", data_size_gib=8, spare_ru_per_second=1000
     )
     settings = {"CMK_MONITOR_DEADLINE_HOURS": "2"}
     overrides = {"asyncRetryAfterSeconds": RETRY_AFTER}
@@ -36,7 +32,7 @@ def test_retry_after_is_honoured_and_the_deadline_ends_the_watch_not_the_encrypt
         assert stack.host is not None
         response = requests.post(
             f"{stack.host_url}/api/cmk/accounts",
-            json={"accountId": account["id"], "keyUri": "https://kv-policies.vault.azure.net/keys/cosmos-cmk"},
+            json={"accountId": account_id, "keyUri": "https://kv-policies.vault.azure.net/keys/cosmos-cmk"},
             timeout=60,
         )
         instance_id = response.json()["id"]

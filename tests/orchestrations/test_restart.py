@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.azure import builders as b
-from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.azure.testing import IDENTITY_ENV, single_account_world
 
 SUB = "7b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
 RG = "rg-restart"
@@ -79,13 +78,9 @@ def _status(host: str, instance_id: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(300)
 def test_serve_killed_mid_encryption_resumes_on_the_same_state(tmp_path: Path) -> None:
-    vault = b.key_vault(SUB, RG, "kv-restart", tenant_id=TENANT)
-    account = b.cosmos_account(SUB, RG, "survivor")
-    world = b.world(
-        [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)],
-        tenant_id=TENANT,
-        # About three simulated hours of encryption: half a minute of real time at 300x.
-        account_data={account["id"]: {"dataSizeGiB": 1, "spareRuPerSecond": 600}},
+    # About three simulated hours of encryption: half a minute of real time at 300x.
+    world, account_id = single_account_world(
+        SUB, RG, "kv-restart", "survivor", data_size_gib=1, spare_ru_per_second=600
     )
     world_file = tmp_path / "world.json"
     world_file.write_text(json.dumps(world))
@@ -95,7 +90,7 @@ def test_serve_killed_mid_encryption_resumes_on_the_same_state(tmp_path: Path) -
     first, host, _, _ = _serve(world_file, state, host_port, azure_port)
     try:
         started = requests.post(
-            f"{host}/api/cmk/accounts", json={"accountId": account["id"], "keyUri": KEY_URI}, timeout=30
+            f"{host}/api/cmk/accounts", json={"accountId": account_id, "keyUri": KEY_URI}, timeout=30
         )
         instance_id = started.json()["id"]
         deadline = time.monotonic() + 120
