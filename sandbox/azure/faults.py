@@ -1,10 +1,15 @@
 """Fault injection rules: make chosen requests fail, reset the connection, or answer slowly.
 
 A rule: `{"id"?, "method"?: "PATCH"|"*", "path": "<regex searched in path+query, case-insensitive>",
-"kind": "status"|"reset"|"slow", "status"?: 503, "code"?, "message"?, "retryAfter"?: seconds,
-"delaySeconds"?: 2.5, "delayClock"?: "real"|"simulated", "probability"?: 0.3, "count"?: N}`.
+"bodyContains"?: "<text>", "kind": "status"|"reset"|"slow"|"statusAfterApply"|"resetAfterApply",
+"status"?: 503, "code"?, "message"?, "retryAfter"?: seconds, "delaySeconds"?: 2.5,
+"delayClock"?: "real"|"simulated", "probability"?: 0.3, "count"?: N}`.
+`bodyContains` restricts the rule to requests whose raw body contains the text (case-insensitive).
 `count` limits the rule to the next N matching requests; `probability` draws from the simulator's seeded RNG,
-so a run is repeatable. A slow reply waits, then serves the request normally.
+so a run is repeatable. A slow reply waits, then serves the request normally. `status` and `reset` fail the
+request before it reaches the resource provider; `statusAfterApply` and `resetAfterApply` let it take full effect
+(an operation starts, a resource changes) and then answer the error or reset the connection instead of the reply:
+the client does not learn what Azure did.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from typing import Any
 
 from sandbox.azure.ids import JsonDict
 
-KINDS = ("status", "reset", "slow")
+KINDS = ("status", "reset", "slow", "statusAfterApply", "resetAfterApply")
+STATUS_KINDS = ("status", "statusAfterApply")
+AFTER_APPLY_KINDS = ("statusAfterApply", "resetAfterApply")
 _FIELDS = {
     "id",
     "method",
     "path",
+    "bodyContains",
     "kind",
     "status",
     "code",
@@ -45,6 +53,9 @@ def validate_fault_rule(rule: Any, rng: random.Random) -> JsonDict:
         re.compile(str(path))
     except re.error as error:
         raise ValueError(f"fault rule: 'path' is not a valid regex: {error}") from error
+    body_contains = rule.get("bodyContains")
+    if body_contains is not None and (not isinstance(body_contains, str) or not body_contains):
+        raise ValueError("fault rule: 'bodyContains' must be a non-empty string")
     kind = rule.get("kind", "status")
     if kind not in KINDS:
         raise ValueError(f"fault rule: 'kind' must be one of {list(KINDS)}")
@@ -55,7 +66,7 @@ def validate_fault_rule(rule: Any, rng: random.Random) -> JsonDict:
     if count is not None and (not isinstance(count, int) or count < 1):
         raise ValueError("fault rule: 'count' must be a positive integer")
     status = int(rule.get("status", 503))
-    if kind == "status" and not 100 <= status <= 599:
+    if kind in STATUS_KINDS and not 100 <= status <= 599:
         raise ValueError("fault rule: 'status' must be an HTTP status code")
     delay_clock = rule.get("delayClock", "real")
     if delay_clock not in ("real", "simulated"):
@@ -68,9 +79,11 @@ def validate_fault_rule(rule: Any, rng: random.Random) -> JsonDict:
         "probability": probability,
         "remaining": rule.get("remaining", count),
     }
+    if body_contains is not None:
+        normalized["bodyContains"] = body_contains
     if count is not None:
         normalized["count"] = count
-    if kind == "status":
+    if kind in STATUS_KINDS:
         normalized["status"] = status
         normalized["code"] = str(rule.get("code", _default_code(status)))
         normalized["message"] = str(rule.get("message", "Injected fault from the sandbox fault rules."))
@@ -92,8 +105,11 @@ def _default_code(status: int) -> str:
     }.get(status, "InjectedFault")
 
 
-def pick_fault(rules: list[JsonDict], method: str, path_and_query: str, rng: random.Random) -> JsonDict | None:
+def pick_fault(
+    rules: list[JsonDict], method: str, path_and_query: str, rng: random.Random, body: bytes = b""
+) -> JsonDict | None:
     """The first rule that fires for this request (its `remaining` count is decremented by the caller)."""
+    body_text: str | None = None
     for rule in rules:
         if rule["method"] not in ("*", method.upper()):
             continue
@@ -101,6 +117,11 @@ def pick_fault(rules: list[JsonDict], method: str, path_and_query: str, rng: ran
             continue
         if not re.search(str(rule["path"]), path_and_query, re.IGNORECASE):
             continue
+        if rule.get("bodyContains") is not None:
+            if body_text is None:
+                body_text = body.decode("utf-8", "replace").casefold()
+            if str(rule["bodyContains"]).casefold() not in body_text:
+                continue
         if float(rule["probability"]) < 1.0 and rng.random() >= float(rule["probability"]):
             continue
         return rule

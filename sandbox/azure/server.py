@@ -2,7 +2,8 @@
 
 Every ARM/data-plane request goes through the same steps, in ARM's order: settle due operations, fault rules,
 authentication (401), api-version (400), throttling (429), the resource provider, then the request log and a
-commit of the state store. /_sandbox/* control routes need no token and are not logged.
+commit of the state store. An "after apply" fault rule lets all of that happen and only then replaces the reply.
+/_sandbox/* control routes need no token and are not logged.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import struct
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from sandbox.azure.arm import ArmRouter
 from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
 from sandbox.azure.errors import ArmError
 from sandbox.azure.eventgrid import EventDispatcher
-from sandbox.azure.faults import pick_fault
+from sandbox.azure.faults import AFTER_APPLY_KINDS, pick_fault
 from sandbox.azure.ids import IDENTITY_TYPE, JsonDict, id_key
 from sandbox.azure.tls import TlsFiles
 from sandbox.azure.tokens import ARM_AUDIENCES, InvalidToken, TokenClaims, derived_guid, mint_token, read_token
@@ -112,27 +113,49 @@ class SimulatorServer:
             return await self._sandbox(request)
         body = await request.read()
         state = self.state
-        path_and_query = request.path_qs
-        with state.lock:
-            state.settle()
-            fault = pick_fault(state.faults, request.method, path_and_query, state.rng)
-            if fault is not None and fault.get("remaining") is not None:
-                fault["remaining"] = int(fault["remaining"]) - 1
-                state.save_fault(fault)
-                state.commit()
-        if fault is not None:
+        fault = self._pick_fault(request, body)
+        if fault is not None and fault["kind"] not in AFTER_APPLY_KINDS:
             response = await self._apply_fault(request, fault, body)
             if response is not None:
                 return response
+            fault = None  # a slow reply: served normally
         with state.lock:
             state.settle()
             if request.path.lower().startswith("/cosmos/"):
                 response, log_entry = self._serve_data_plane(request, body)
             else:
                 response, log_entry = self._serve_arm(request, body)
+            if fault is not None:
+                self._mark_after_apply(log_entry, fault)
             state.log_request(log_entry)
             state.commit()
+        if fault is not None:
+            return self._after_apply_reply(request, fault)
         return response
+
+    def _pick_fault(self, request: web.Request, body: bytes) -> JsonDict | None:
+        """The fault rule that fires for this request, with its count taken (committed before anything else)."""
+        state = self.state
+        with state.lock:
+            state.settle()
+            fault = pick_fault(state.faults, request.method, request.path_qs, state.rng, body)
+            if fault is not None and fault.get("remaining") is not None:
+                fault["remaining"] = int(fault["remaining"]) - 1
+                state.save_fault(fault)
+                state.commit()
+        return fault
+
+    @staticmethod
+    def _mark_after_apply(entry: JsonDict, fault: JsonDict) -> None:
+        """Log what the client got (`status`, 0 for a reset) and what the resource provider did (`appliedStatus`)."""
+        entry["appliedStatus"] = entry["status"]
+        entry["status"] = 0 if fault["kind"] == "resetAfterApply" else int(fault["status"])
+        entry["fault"] = fault["id"]
+
+    def _after_apply_reply(self, request: web.Request, fault: JsonDict) -> web.StreamResponse:
+        if fault["kind"] == "resetAfterApply":
+            self._reset(request)
+        return self._fault_response(fault)
 
     async def _apply_fault(self, request: web.Request, fault: JsonDict, body: bytes) -> web.StreamResponse | None:
         state = self.state
@@ -148,14 +171,22 @@ class SimulatorServer:
             state.log_request(entry)
             state.commit()
         if kind == "reset":
-            transport = request.transport
-            if transport is not None:
-                raw_socket = transport.get_extra_info("socket")
-                if raw_socket is not None:
-                    # SO_LINGER 0 makes close() send a TCP RST: the client sees "connection reset by peer".
-                    raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                transport.abort()
-            raise asyncio.CancelledError
+            self._reset(request)
+        return self._fault_response(fault)
+
+    @staticmethod
+    def _reset(request: web.Request) -> NoReturn:
+        transport = request.transport
+        if transport is not None:
+            raw_socket = transport.get_extra_info("socket")
+            if raw_socket is not None:
+                # SO_LINGER 0 makes close() send a TCP RST: the client sees "connection reset by peer".
+                raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        raise asyncio.CancelledError
+
+    @staticmethod
+    def _fault_response(fault: JsonDict) -> web.Response:
         headers = {"x-ms-request-id": str(uuid.uuid4())}
         if fault.get("retryAfter") is not None:
             headers["Retry-After"] = str(fault["retryAfter"])
@@ -290,23 +321,22 @@ class SimulatorServer:
 
     async def _handle_identity(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        with state.lock:
-            state.settle()
-            fault = pick_fault(state.faults, request.method, request.path_qs, state.rng)
-            if fault is not None and fault.get("remaining") is not None:
-                fault["remaining"] = int(fault["remaining"]) - 1
-                state.save_fault(fault)
-                state.commit()
-        if fault is not None:
+        fault = self._pick_fault(request, b"")
+        if fault is not None and fault["kind"] not in AFTER_APPLY_KINDS:
             response = await self._apply_fault(request, fault, b"")
             if response is not None:
                 return response
+            fault = None  # a slow reply: served normally
         with state.lock:
             status, payload, claims = self._issue_token(request)
             entry = self._log_entry(request, b"", status, claims, "Microsoft.ManagedIdentity/token/action")
             entry["plane"] = "identity"
+            if fault is not None:
+                self._mark_after_apply(entry, fault)
             state.log_request(entry)
             state.commit()
+        if fault is not None:
+            return self._after_apply_reply(request, fault)
         return _json_response(status, payload)
 
     def _issue_token(self, request: web.Request) -> tuple[int, JsonDict, TokenClaims | None]:

@@ -15,7 +15,7 @@ from azure.mgmt.cosmosdb import CosmosDBManagementClient
 
 from sandbox.azure import AzureSimulator, mint_token
 from sandbox.azure import builders as b
-from sandbox.azure.ids import JsonDict
+from sandbox.azure.ids import JsonDict, id_key
 from sandbox.azure.world import DEFAULT_FIRST_PARTY_PRINCIPAL_ID, DEFAULT_SYSTEM_PRINCIPAL_ID
 
 TENANT = "4e8a2c1d-6b3f-4a9e-8c7d-1f2e3a4b5c6d"
@@ -155,3 +155,22 @@ def single_account_world(
     resources = [vault, b.vault_key(vault, "cosmos-cmk"), account, b.sql_role_assignment(account, SYSTEM)]
     data = {account_id: {"dataSizeGiB": data_size_gib, "spareRuPerSecond": spare_ru_per_second}}
     return b.world(resources, tenant_id=TENANT, account_data=data), account_id
+
+
+def key_patches(simulator: AzureSimulator, account_id: str, since: int = 0) -> list[JsonDict]:
+    """Request-log entries of every key PATCH (a body with `properties.keyVaultKeyUri`) that reached this account,
+    whatever became of it: served (200), refused (400, 409, 412, 429), or hit by a fault rule (`fault` names the
+    rule; `status` is what the client got, 0 for a reset; `appliedStatus` what the simulator did for an after-apply
+    fault). Count them per account to prove how often the irreversible PATCH was sent."""
+    wanted = id_key(account_id)
+    found = []
+    for entry in simulator.requests(since):
+        if entry.get("plane") or entry["method"] != "PATCH":
+            continue
+        if id_key(str(entry["path"]).split("?", 1)[0]) != wanted:
+            continue
+        body = entry.get("body")
+        properties = body.get("properties") if isinstance(body, dict) else None
+        if isinstance(properties, dict) and "keyVaultKeyUri" in properties:
+            found.append(entry)
+    return found
