@@ -172,6 +172,9 @@ def vault_protection_problem(state: CloudState, key_uri: str) -> KeyProblem | No
     if vault is None:
         return None
     properties = vault.get("properties") or {}
+    # Soft delete is on unless the vault says `false` (a legacy vault): Key Vault has enforced it on every vault
+    # since its 2020-2025 rollout and it cannot be turned off; older api-versions omit the property. Purge
+    # protection is off unless the vault says `true` (it is absent or null on vaults that never set it).
     if properties.get("enableSoftDelete") is False or properties.get("enablePurgeProtection") is not True:
         return KeyProblem(
             "KeyVaultPurgeProtectionRequired",

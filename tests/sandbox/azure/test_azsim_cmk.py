@@ -253,6 +253,30 @@ def test_vault_without_purge_protection_fails(start_simulator: Callable[..., Azu
     assert detail_code(status) == "KeyVaultPurgeProtectionRequired"
 
 
+@pytest.mark.parametrize(
+    ("soft_delete", "outcome"), [("absent", "Succeeded"), (None, "Succeeded"), (True, "Succeeded"), (False, "Failed")]
+)
+def test_soft_delete_is_on_unless_the_vault_says_false(
+    start_simulator: Callable[..., AzureSimulator], soft_delete: object, outcome: str
+) -> None:
+    """Key Vault enforces soft delete on every vault (and older api-versions omit the property): only an explicit
+    `enableSoftDelete: false`, a legacy vault, fails."""
+    vault = b.key_vault(
+        SUB, RG, "kv-soft-delete", tenant_id=TENANT, access_policies=[b.access_policy(TENANT, FIRST_PARTY)]
+    )
+    if soft_delete == "absent":
+        del vault["properties"]["enableSoftDelete"]
+    else:
+        vault["properties"]["enableSoftDelete"] = soft_delete
+    key = b.vault_key(vault, "cmk")
+    simulator = start_simulator(_world_with(vault, key))
+    status = finish(simulator, enable(simulator, ORDERS, b.versionless_key_uri(key)))
+    assert status["status"] == outcome
+    if outcome == "Failed":
+        assert detail_code(status) == "KeyVaultPurgeProtectionRequired"
+        assert "soft delete" in status["error"]["message"]
+
+
 def test_document_id_over_990_bytes_fails_the_scan(start_simulator: Callable[..., AzureSimulator]) -> None:
     std = standard_world()
     simulator = start_simulator(_world_with(account_data={ORDERS: {"largestDocumentIdBytes": 991}}))
