@@ -1,4 +1,4 @@
-"""Activity: the key-only PATCH. Returns where to follow the encryption; never waits for it."""
+"""Activity: the key-only PATCH, sent only after reading the account. Returns where to follow the encryption."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ bp = df.Blueprint()
 
 @arm_outcomes
 def enable_cmk_activity(payload: dict[str, Any]) -> Any:
-    """payload: {"accountId", "keyUri"}. Returns {"operation": OperationRef}."""
-    return {"operation": enable_cmk(payload["accountId"], payload["keyUri"])}
+    """payload: {"accountId", "keyUri"}. Returns an EnableResult: the PATCH is sent only when the account, read
+    first, has neither the key nor an operation in flight, so a retried attempt never sends it twice."""
+    return enable_cmk(payload["accountId"], payload["keyUri"])
 
 
 @bp.function_name(ENABLE_CMK)

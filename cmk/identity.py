@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.mgmt.cosmosdb import models
 
@@ -50,7 +51,9 @@ def ensure_identity(account_id: str, identity: PlannedIdentity) -> IdentityStep:
     if not has_it:
         keep_users = [*assigned_users.values(), *([wanted_user] if wanted_user else [])]
         body = _identity_patch(types | {wanted_type}, keep_users)
-        operation = patch_account(account_id, "identity", models.DatabaseAccountUpdateParameters(identity=body))
+        operation = _patch_once(account_id, "identity", models.DatabaseAccountUpdateParameters(identity=body))
+        if operation is None:
+            return _step("pending", "waitForAccount", None, None, desired_default, None)
         return _step("pending", "assignIdentity", None, None, desired_default, operation)
 
     principal_id, tenant_id = _principal(account, identity)
@@ -58,13 +61,12 @@ def ensure_identity(account_id: str, identity: PlannedIdentity) -> IdentityStep:
         # The identity operation has not finished handing out a principal yet.
         return _step("pending", "waitForAccount", None, None, desired_default, None)
     if (account["defaultIdentity"] or "").lower() != desired_default.lower():
-        operation = patch_account(
-            account_id,
-            "defaultIdentity",
-            models.DatabaseAccountUpdateParameters(
-                properties=models.DatabaseAccountUpdateProperties(default_identity=desired_default)
-            ),
+        parameters = models.DatabaseAccountUpdateParameters(
+            properties=models.DatabaseAccountUpdateProperties(default_identity=desired_default)
         )
+        operation = _patch_once(account_id, "defaultIdentity", parameters)
+        if operation is None:
+            return _step("pending", "waitForAccount", principal_id, tenant_id, desired_default, None)
         return _step("pending", "setDefaultIdentity", principal_id, tenant_id, desired_default, operation)
     return _step("ready", "none", principal_id, tenant_id, desired_default, None)
 
@@ -92,13 +94,39 @@ def _principal(account: AccountFacts, identity: PlannedIdentity) -> tuple[str | 
     return None, None
 
 
+def is_lost_or_busy(error: BaseException) -> bool:
+    """A PATCH answer that leaves open whether Azure applied it: no reply (connection reset, timeout), a 5xx after
+    which the write may still have been applied, or 409/412 because an operation (perhaps this very PATCH, sent
+    before a lost reply) is in progress. The only safe next step is to read the account again."""
+    if isinstance(error, ServiceResponseError):
+        return True
+    return isinstance(error, HttpResponseError) and (error.status_code in (409, 412) or (error.status_code or 0) >= 500)
+
+
+def _patch_once(
+    account_id: str, kind: OperationKind, parameters: models.DatabaseAccountUpdateParameters
+) -> OperationRef | None:
+    """PATCH once; None when the answer leaves open whether it applied (the caller reads the account again)."""
+    try:
+        return patch_account(account_id, kind, parameters)
+    except (HttpResponseError, ServiceResponseError) as error:
+        if is_lost_or_busy(error):
+            return None
+        raise
+
+
 def patch_account(
     account_id: str,
     kind: OperationKind,
     parameters: models.DatabaseAccountUpdateParameters,
     expected_key_uri: str | None = None,
 ) -> OperationRef:
-    """Send one PATCH without waiting for it; return where to follow it (Azure-AsyncOperation, Location)."""
+    """Send one PATCH without waiting for it; return where to follow it (Azure-AsyncOperation, Location).
+
+    The SDK's retry policy is off for this one request: azure-core retries PATCH on 500/503/504, and a retry after
+    a reply that was lost but applied meets 409/412 (or, for the key, repeats the irreversible step). Callers
+    read the account again instead (`is_lost_or_busy`).
+    """
     account = parse_account_id(account_id)
     captured: dict[str, Any] = {}
 
@@ -107,7 +135,7 @@ def patch_account(
             captured["headers"] = response.http_response.headers
 
     clients.cosmos(account.subscription_id).database_accounts.begin_update(
-        account.resource_group, account.name, parameters, polling=False, raw_response_hook=capture
+        account.resource_group, account.name, parameters, polling=False, raw_response_hook=capture, retry_total=0
     )
     return operation_from_headers(account_id, kind, captured.get("headers", {}), expected_key_uri)
 

@@ -199,7 +199,9 @@ def _vault_facts(body: dict[str, Any]) -> VaultFacts:
         "tenantId": properties.get("tenantId"),
         "permissionModel": "rbac" if properties.get("enableRbacAuthorization") else "accessPolicy",
         # Both flags may be absent on old vaults; absent means off, as Key Vault documents for purge protection.
-        "softDeleteEnabled": properties.get("enableSoftDelete") is True,
+        # Key Vault enforces soft delete on every vault (it cannot be turned off); older api-versions may omit the
+        # property, so only an explicit false means off.
+        "softDeleteEnabled": properties.get("enableSoftDelete") is not False,
         "purgeProtectionEnabled": properties.get("enablePurgeProtection") is True,
         "publicNetworkAccess": properties.get("publicNetworkAccess"),
         "networkDefaultAction": acls.get("defaultAction"),

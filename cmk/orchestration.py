@@ -9,22 +9,39 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from cmk import settings
 from cmk.findings import Finding
 from cmk.operations import OperationReading, OperationRef
 from cmk.preflight import Plan
 from cmk.requests import EnablementRequest
-from cmk.resource_ids import parse_account_id
+from cmk.resource_ids import parse_account_id, same_key_uri
 
 ACCOUNT_ORCHESTRATOR = "cmk_account"
 ROLLOUT_ORCHESTRATOR = "cmk_rollout"
 LANE_ORCHESTRATOR = "cmk_rollout_lane"
 APPROVAL_EVENT = "approval"
 
-Outcome = Literal["Enabled", "AlreadyEnabled", "Refused", "Failed", "Planned"]
-Phase = Literal["preflight", "identity", "keyAccess", "awaitingApproval", "enabling", "encrypting", "verifying", "done"]
+# Encrypting: the key PATCH was accepted (or may have been, its reply lost), Azure has not finished, and this
+# orchestration stopped following it. Failed: Azure reported the operation Failed/Canceled, or a step before the
+# key PATCH could not be done, or the account never confirmed the key. An account is never Failed while Azure
+# still encrypts it.
+Outcome = Literal["Enabled", "AlreadyEnabled", "Refused", "Failed", "Planned", "Encrypting"]
+Phase = Literal[
+    "preflight",
+    "waitingForAccount",
+    "identity",
+    "keyAccess",
+    "awaitingApproval",
+    "enabling",
+    "encrypting",
+    "verifying",
+    "done",
+]
+# Separates an account's instance-id base from the part that makes each orchestration's id new. Account names
+# are lowercase letters, digits and hyphens, so a dot never appears in a base.
+INSTANCE_SUFFIX_SEPARATOR = "."
 
 
 class OrchestrationConfig(TypedDict):
@@ -35,6 +52,8 @@ class OrchestrationConfig(TypedDict):
     approvalTimeoutHours: float
     activityMaxAttempts: int
     activityRetrySeconds: int
+    busyWaitHours: float
+    verifyWindowMinutes: float
 
 
 def orchestration_config() -> OrchestrationConfig:
@@ -46,18 +65,64 @@ def orchestration_config() -> OrchestrationConfig:
         "approvalTimeoutHours": settings.get_float("CMK_APPROVAL_TIMEOUT_HOURS"),
         "activityMaxAttempts": settings.get_int("CMK_ACTIVITY_MAX_ATTEMPTS"),
         "activityRetrySeconds": settings.get_int("CMK_ACTIVITY_RETRY_SECONDS"),
+        "busyWaitHours": settings.get_float("CMK_BUSY_WAIT_HOURS"),
+        "verifyWindowMinutes": settings.get_float("CMK_VERIFY_WINDOW_MINUTES"),
     }
 
 
-def account_instance_id(account_id: str) -> str:
-    """One orchestration per account: the instance id derives from the (case-folded) account id.
+def account_instance_base(account_id: str) -> str:
+    """What every orchestration of one account has in its instance id: `cmk-<account name>-<digest>`.
 
-    Readable and prefix-filterable (`cmk-<account name>-`), and unique through a digest of the full id, since
-    account names repeat across subscriptions only in theory but resource groups make ids differ in case only.
+    Readable and prefix-filterable, and unique through a digest of the full (case-folded) id, since account
+    names repeat across subscriptions and resource groups. Each orchestration adds a suffix of its own
+    (`account_instance_id`), so a start never reuses an id and never depends on the engine's duplicate handling.
     """
     account = parse_account_id(account_id)
     digest = hashlib.sha256(account.key.encode()).hexdigest()[:12]
     return f"cmk-{re.sub(r'[^a-z0-9-]', '-', account.name.lower())}-{digest}"
+
+
+def account_instance_id(account_id: str, suffix: str) -> str:
+    """A new orchestration's id for the account; `suffix` makes it unique (a random token, or a digest of the
+    rollout or event that starts it, so a retried start names the same instance)."""
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", suffix)[:40]
+    return f"{account_instance_base(account_id)}{INSTANCE_SUFFIX_SEPARATOR}{cleaned}"
+
+
+def belongs_to_account(instance_id: str, base: str) -> bool:
+    """Whether an instance id is one of the account's (the base alone is what earlier versions used)."""
+    return instance_id == base or instance_id.startswith(base + INSTANCE_SUFFIX_SEPARATOR)
+
+
+def short_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def reattachment_from(output: Any, custom_status: Any, key_uri: str) -> OperationRef | None:
+    """The encryption an earlier orchestration of the account left running, from its output or last status.
+
+    An output with outcome Encrypting (the deadline) names its operation; a terminated orchestration has no
+    output, but its last custom status in the encrypting phase names the status URL it was reading.
+    """
+    account_id: str | None = None
+    status_url: str | None = None
+    if isinstance(output, dict) and output.get("outcome") == "Encrypting":
+        operation = output.get("operation") or {}
+        account_id, status_url = output.get("accountId"), operation.get("statusUrl")
+        if not same_key_uri(output.get("keyUri"), key_uri):
+            return None
+    elif output is None and isinstance(custom_status, dict) and custom_status.get("phase") == "encrypting":
+        account_id, status_url = custom_status.get("accountId"), custom_status.get("statusUrl")
+    if not account_id:
+        return None
+    return {
+        "accountId": str(account_id),
+        "kind": "enableCmk",
+        "statusUrl": str(status_url) if status_url else None,
+        "locationUrl": None,
+        "retryAfterSeconds": None,
+        "expectedKeyUri": key_uri,
+    }
 
 
 class MonitorState(TypedDict):
@@ -68,9 +133,16 @@ class MonitorState(TypedDict):
     generation: int
     intervalSeconds: int
     deadline: str
+    startedAt: str
     lastStatus: str | None
     lastReading: OperationReading | None
     readFailures: int
+    # Times the enable step ran; a follow of the account's own state that ends without the key decides again.
+    enableAttempts: int
+    # Whether Azure is known to have accepted the key PATCH (False: its reply was lost, or another operation ran).
+    certain: bool
+    # Following an encryption an earlier orchestration started (no plan of our own).
+    reattached: bool
 
 
 class Timings(TypedDict, total=False):
@@ -109,12 +181,14 @@ class AccountInput(TypedDict):
     config: OrchestrationConfig
     # Present from the second generation on: the orchestration resumes in the encrypting phase.
     resume: NotRequired[ResumeState]
+    # An encryption an earlier orchestration of this account left running: follow it, send no PATCH.
+    reattach: NotRequired[OperationRef]
 
 
 class ResumeState(TypedDict):
     monitor: MonitorState
     findings: list[Finding]
-    plan: Plan
+    plan: Plan | None
     identity: str | None
     timings: Timings
 
@@ -127,3 +201,4 @@ class CustomStatus(TypedDict):
     polls: int
     percentComplete: float | None
     detail: str | None
+    statusUrl: NotRequired[str | None]

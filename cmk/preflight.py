@@ -104,6 +104,26 @@ def check_account(account: AccountFacts) -> list[Finding]:
                 "with materialized views is not supported.",
             )
         )
+    unknown = [
+        label
+        for label, value in (
+            ("materialized views (enableMaterializedViews)", account["enableMaterializedViews"]),
+            (
+                "all versions and deletes change feed (enableAllVersionsAndDeletesChangeFeed)",
+                account["enableAllVersionsAndDeletesChangeFeed"],
+            ),
+        )
+        if value is None
+    ]
+    if unknown:
+        findings.append(
+            warning(
+                Code.ACCOUNT_FEATURES_UNKNOWN,
+                f"Could not read whether account {name} uses {' or '.join(unknown)}: the preview api-version that "
+                "reports them did not answer. Neither is supported with customer-managed keys on existing "
+                "accounts; check them in the portal before approving.",
+            )
+        )
     if account["enableAllVersionsAndDeletesChangeFeed"]:
         findings.append(
             blocking(
@@ -119,6 +139,12 @@ def check_existing_key(account: AccountFacts, key_uri: str) -> Finding | None:
     configured = account["keyVaultKeyUri"]
     if not configured:
         return None
+    if same_key_uri(configured, key_uri) and account["provisioningState"].lower() != "succeeded":
+        return blocking(
+            Code.ENCRYPTION_IN_PROGRESS,
+            f"Account {account['name']} already has this key and is {account['provisioningState']}: Azure is still "
+            "encrypting it; the orchestration follows that encryption instead of sending the key again.",
+        )
     if same_key_uri(configured, key_uri):
         return blocking(
             Code.ALREADY_ENABLED,

@@ -39,13 +39,27 @@ _ALL = (
     ),
     Setting(
         "CMK_POLL_MAX_INTERVAL_SECONDS",
-        "600",
-        "Ceiling of the monitor's back-off between reads (ARM RPC caps Retry-After at 10 minutes).",
+        "1800",
+        "Ceiling of the monitor's back-off, which grows with the encryption's elapsed time: a 3-week encryption "
+        "costs about 2 status reads an hour.",
     ),
     Setting(
         "CMK_MONITOR_DEADLINE_HOURS",
-        "72",
-        "How long the monitor follows an encryption before reporting Failed. Azure goes on encrypting.",
+        "720",
+        "How long the monitor follows one encryption (30 days, for multi-terabyte accounts). Past it the outcome is "
+        "Encrypting: Azure goes on, and a new request for the account follows it again without a PATCH.",
+    ),
+    Setting(
+        "CMK_BUSY_WAIT_HOURS",
+        "24",
+        "How long an account busy with another operation (provisioningState not Succeeded) is waited for before "
+        "it is refused as ACCOUNT_BUSY.",
+    ),
+    Setting(
+        "CMK_VERIFY_WINDOW_MINUTES",
+        "60",
+        "After Azure reports the encryption Succeeded, how long the account is re-read until "
+        "customerManagedKeyStatus confirms access.",
     ),
     Setting(
         "CMK_MONITOR_POLLS_PER_GENERATION",

@@ -71,10 +71,16 @@ param maximumInstanceCount int = 100
 param cmkPollIntervalSeconds string = '60'
 
 @description('CMK_POLL_MAX_INTERVAL_SECONDS: ceiling of the monitor back-off between reads.')
-param cmkPollMaxIntervalSeconds string = '600'
+param cmkPollMaxIntervalSeconds string = '1800'
 
-@description('CMK_MONITOR_DEADLINE_HOURS: how long the monitor follows an encryption before reporting Failed.')
-param cmkMonitorDeadlineHours string = '72'
+@description('CMK_MONITOR_DEADLINE_HOURS: how long the monitor follows an encryption; past it the outcome is Encrypting.')
+param cmkMonitorDeadlineHours string = '720'
+
+@description('CMK_BUSY_WAIT_HOURS: how long an account busy with another operation is waited for.')
+param cmkBusyWaitHours string = '24'
+
+@description('CMK_VERIFY_WINDOW_MINUTES: how long the account is re-read until it confirms access to the key.')
+param cmkVerifyWindowMinutes string = '60'
 
 @description('CMK_MONITOR_POLLS_PER_GENERATION: polls per orchestration generation before continue_as_new.')
 param cmkMonitorPollsPerGeneration string = '10'
@@ -244,6 +250,8 @@ var appSettings = {
   CMK_POLL_INTERVAL_SECONDS: cmkPollIntervalSeconds
   CMK_POLL_MAX_INTERVAL_SECONDS: cmkPollMaxIntervalSeconds
   CMK_MONITOR_DEADLINE_HOURS: cmkMonitorDeadlineHours
+  CMK_BUSY_WAIT_HOURS: cmkBusyWaitHours
+  CMK_VERIFY_WINDOW_MINUTES: cmkVerifyWindowMinutes
   CMK_MONITOR_POLLS_PER_GENERATION: cmkMonitorPollsPerGeneration
   CMK_RBAC_PROPAGATION_WAIT_SECONDS: cmkRbacPropagationWaitSeconds
   CMK_APPROVAL_TIMEOUT_HOURS: cmkApprovalTimeoutHours

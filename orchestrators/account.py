@@ -22,7 +22,9 @@ from activities.grant_key_access import GRANT_KEY_ACCESS
 from activities.poll_operation import POLL_OPERATION
 from activities.preflight import PREFLIGHT
 from activities.verify_cmk import VERIFY_CMK
-from cmk.findings import Code, Finding
+from cmk.enablement import EnableResult
+from cmk.findings import Code, Finding, blocking_codes
+from cmk.operations import OperationReading, OperationRef
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
     APPROVAL_EVENT,
@@ -45,7 +47,9 @@ logger = logging.getLogger(__name__)
 
 MAX_IDENTITY_STEPS = 8
 IDENTITY_OPERATION_DEADLINE = timedelta(hours=2)
-VERIFY_ATTEMPTS = 3
+# Attempts of the enable step whose answers leave open whether the PATCH applied, before following the account.
+MAX_ENABLE_ATTEMPTS = 5
+MAX_VERIFY_INTERVAL_SECONDS = 600
 
 
 class StepFailed(Exception):
@@ -71,17 +75,21 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         return (yield from _monitor_and_finish(context, request, config, resume))
 
     timings: Timings = {"startedAt": now_iso(context)}
+    reattach = data.get("reattach")
+    if reattach is not None and not request.get("dryRun"):
+        # An earlier orchestration of this account stopped following an encryption Azure still runs.
+        state = _resume_state(context, config, reattach, [], None, timings, certain=True, reattached=True)
+        return (yield from _monitor_and_finish(context, request, config, state))
+
     findings: list[Finding] = []
     plan: Plan | None = None
     try:
         report(context, "preflight", request["accountId"])
-        preflight = yield from _preflight(context, request, config)
+        preflight = yield from _preflight_until_idle(context, request, config)
         findings = preflight["findings"]
         timings["preflightDoneAt"] = now_iso(context)
         if preflight["blocked"]:
-            codes = [f["code"] for f in findings if f["severity"] == "blocking"]
-            outcome: Outcome = "AlreadyEnabled" if codes == [Code.ALREADY_ENABLED] else "Refused"
-            return _finish(context, request, outcome, _reason(findings), findings, None, None, timings)
+            return (yield from _blocked(context, request, config, findings, timings))
         plan = preflight["plan"]
         assert plan is not None  # an unblocked preflight always plans
         if request.get("dryRun"):
@@ -98,43 +106,154 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
             yield from _await_approval(context, request, config)
             timings["approvedAt"] = now_iso(context)
             # Hours may have passed: check again right before the step that cannot be undone.
-            again = yield from _preflight(context, request, config)
+            again = yield from _preflight_until_idle(context, request, config)
             findings = again["findings"]
             if again["blocked"]:
-                return _finish(context, request, "Refused", _reason(findings), findings, None, None, timings)
-
-        report(context, "enabling", request["accountId"])
-        enabled = yield from call_arm(
-            context, ENABLE_CMK, {"accountId": request["accountId"], "keyUri": plan["keyUri"]}, config
-        )
-        _raise_if_not_done(enabled, "Azure refused the key PATCH")
-        timings["enableRequestedAt"] = now_iso(context)
-        if not context.is_replaying:
-            logger.info("CMK PATCH accepted for %s; following %s", request["accountId"], enabled["operation"])
+                return (yield from _blocked(context, request, config, findings, timings))
     except StepFailed as stop:
         return _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
-    except Exception as error:  # an activity that failed after its retries: still report an outcome
+    except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
         return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
 
+    report(context, "enabling", request["accountId"])
+    try:
+        enabled = yield from _enable(context, request, config)
+    except StepFailed as stop:
+        return _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
+    timings["enableRequestedAt"] = now_iso(context)
+    if not context.is_replaying:
+        logger.info("CMK enable step for %s: %s (%s)", request["accountId"], enabled["status"], enabled["detail"])
+    operation = enabled["operation"] or _account_operation(request)
+    state = _resume_state(
+        context, config, operation, findings, plan, timings, certain=enabled["status"] in ("accepted", "applied")
+    )
+    if enabled["status"] == "applied":
+        return (yield from _verify(context, request, config, state))
+    return (yield from _monitor_and_finish(context, request, config, state))
+
+
+def _resume_state(
+    context: df.DurableOrchestrationContext,
+    config: OrchestrationConfig,
+    operation: OperationRef,
+    findings: list[Finding],
+    plan: Plan | None,
+    timings: Timings,
+    *,
+    certain: bool,
+    reattached: bool = False,
+) -> ResumeState:
     deadline = context.current_utc_datetime + timedelta(hours=config["monitorDeadlineHours"])
     monitor: MonitorState = {
-        "operation": enabled["operation"],
+        "operation": operation,
         "polls": 0,
         "generation": 0,
         "intervalSeconds": config["pollIntervalSeconds"],
         "deadline": iso(deadline),
+        "startedAt": now_iso(context),
         "lastStatus": None,
         "lastReading": None,
         "readFailures": 0,
+        "enableAttempts": 1,
+        "certain": certain,
+        "reattached": reattached,
     }
-    resume_state: ResumeState = {
+    return {
         "monitor": monitor,
         "findings": findings,
         "plan": plan,
         "identity": _identity_label(plan),
         "timings": timings,
     }
-    return (yield from _monitor_and_finish(context, request, config, resume_state))
+
+
+def _account_operation(request: EnablementRequest) -> OperationRef:
+    """Follow the account's own state: used when the operation's status URL is not known (a lost reply, an
+    encryption another orchestration started, an operation in flight that may or may not be ours)."""
+    return {
+        "accountId": request["accountId"],
+        "kind": "enableCmk",
+        "statusUrl": None,
+        "locationUrl": None,
+        "retryAfterSeconds": None,
+        "expectedKeyUri": request["keyUri"],
+    }
+
+
+def _blocked(
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    findings: list[Finding],
+    timings: Timings,
+) -> Generator[Any, Any, AccountOutput | None]:
+    codes = blocking_codes(findings)
+    if codes == [Code.ENCRYPTION_IN_PROGRESS]:
+        # The account already has this key and is still encrypting: follow it to its end.
+        state = _resume_state(
+            context, config, _account_operation(request), findings, None, timings, certain=True, reattached=True
+        )
+        return (yield from _monitor_and_finish(context, request, config, state))
+    outcome: Outcome = "AlreadyEnabled" if codes == [Code.ALREADY_ENABLED] else "Refused"
+    return _finish(context, request, outcome, _reason(findings), findings, None, None, timings)
+
+
+def _preflight_until_idle(
+    context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
+) -> Generator[Any, Any, PreflightResult]:
+    """Preflight; an account busy with another operation (and nothing else wrong) is waited for, durably and up
+    to CMK_BUSY_WAIT_HOURS, before it is refused as ACCOUNT_BUSY: busy is a state, not a verdict."""
+    give_up = context.current_utc_datetime + timedelta(hours=config["busyWaitHours"])
+    interval = config["pollIntervalSeconds"]
+    while True:
+        result = yield from _preflight(context, request, config)
+        codes = set(blocking_codes(result["findings"]))
+        if codes != {Code.ACCOUNT_BUSY.value}:
+            return result
+        next_try = context.current_utc_datetime + timedelta(seconds=interval)
+        if next_try > give_up:
+            waited = f" Waited {config['busyWaitHours']:g} h for it (CMK_BUSY_WAIT_HOURS)."
+            result["findings"] = [
+                {**finding, "message": finding["message"] + waited} if finding["code"] == Code.ACCOUNT_BUSY else finding
+                for finding in result["findings"]
+            ]
+            return result
+        busy = next(f["message"] for f in result["findings"] if f["code"] == Code.ACCOUNT_BUSY)
+        report(context, "waitingForAccount", request["accountId"], next_poll_at=iso(next_try), detail=busy)
+        yield context.create_timer(next_try)
+        interval = min(interval * 2, config["pollMaxIntervalSeconds"])
+
+
+def _enable(
+    context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
+) -> Generator[Any, Any, EnableResult]:
+    """The key PATCH, made safe to retry: the activity reads the account before every attempt and sends the PATCH
+    only when nothing is in flight. Once an attempt may have reached Azure, every later doubt is resolved by
+    following the account, never by reporting Failed while Azure may be encrypting."""
+    maybe_sent = False  # an earlier attempt ended without saying whether its PATCH applied
+    result: EnableResult = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": ""}
+    for _ in range(MAX_ENABLE_ATTEMPTS):
+        try:
+            answer = yield from call_arm(
+                context, ENABLE_CMK, {"accountId": request["accountId"], "keyUri": request["keyUri"]}, config
+            )
+        except Exception as error:  # the activity failed after its retries: the PATCH may have been applied
+            answer = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": first_line(error)}
+        if isinstance(answer, dict) and ("refused" in answer or "throttled" in answer):
+            if not maybe_sent:
+                _raise_if_not_done(answer, "Azure refused the key PATCH")
+            problem = answer.get("refused") or answer.get("throttled")
+            answer = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": str(problem)}
+        result = answer
+        if result["status"] == "differentKey":
+            raise StepFailed("Refused", f"{Code.DIFFERENT_KEY_CONFIGURED}: {result['detail']}; nothing was changed.")
+        if result["status"] == "missing":
+            raise StepFailed("Failed", "The account disappeared before its key could be set.")
+        if result["status"] != "uncertain":
+            return result
+        maybe_sent = True
+        yield sleep(context, config["pollIntervalSeconds"])
+    return result
 
 
 def _preflight(
@@ -246,74 +365,143 @@ def _monitor_and_finish(
     config: OrchestrationConfig,
     resume: ResumeState,
 ) -> Generator[Any, Any, AccountOutput | None]:
+    """Follow the encryption to its end, however long: reads back off with the elapsed time, a read that fails is
+    not an outcome, and past the deadline the outcome is Encrypting (Azure goes on), never Failed."""
     state = resume["monitor"]
-    timings = resume["timings"]
     account_id = request["accountId"]
     deadline = datetime.fromisoformat(state["deadline"])
+    started = datetime.fromisoformat(state["startedAt"].replace("Z", "+00:00"))
     polls_this_generation = 0
-    try:
-        while True:
+    while True:
+        try:
             reading = yield from call_arm(
                 context, POLL_OPERATION, {"operation": state["operation"], "fallbackToAccount": True}, config
             )
-            state["polls"] += 1
-            polls_this_generation += 1
-            if "throttled" in reading or "refused" in reading:
-                # Not knowing is not failing: the encryption goes on; read again later.
+        except Exception as error:  # the read failed after its retries: not knowing is not failing
+            reading = {"refused": {"httpStatus": 0, "code": "ReadFailed", "message": first_line(error)}}
+        state["polls"] += 1
+        polls_this_generation += 1
+        status = state["lastStatus"]
+        if "throttled" in reading or "refused" in reading:
+            state["readFailures"] += 1
+        else:
+            state["lastReading"] = reading
+            if reading["readError"]:
                 state["readFailures"] += 1
-                status = state["lastStatus"]
-            else:
-                state["lastReading"] = reading
-                if reading["readError"]:
-                    state["readFailures"] += 1
-                if reading["terminal"]:
-                    break
-                status = reading["status"]
-            if status == state["lastStatus"]:
-                state["intervalSeconds"] = min(state["intervalSeconds"] * 2, config["pollMaxIntervalSeconds"])
-            else:
-                state["intervalSeconds"] = config["pollIntervalSeconds"]
-            state["lastStatus"] = status
-            retry_after = reading.get("retryAfterSeconds") if isinstance(reading, dict) else None
-            wait = retry_after or state["intervalSeconds"]
-            next_poll = context.current_utc_datetime + timedelta(seconds=wait)
-            if next_poll > deadline:
-                reason = (
-                    f"Stopped following the encryption at its deadline {state['deadline']} "
-                    f"(CMK_MONITOR_DEADLINE_HOURS={config['monitorDeadlineHours']:g}); last status {status}. "
-                    "The encryption goes on in Azure and cannot be reverted: watch the account's "
-                    "provisioningState and customerManagedKeyStatus."
-                )
-                return _finish_monitor(context, request, resume, "Failed", reason, status)
-            last = state["lastReading"]
-            report(
-                context,
-                "encrypting",
-                account_id,
-                operation_status=status,
-                next_poll_at=iso(next_poll),
-                polls=state["polls"],
-                percent_complete=last["percentComplete"] if last else None,
+            status = reading["status"]
+            if reading["terminal"]:
+                if _not_applied(reading, state):
+                    decided = yield from _decide_again(context, request, config, resume)
+                    if decided is not None:
+                        return decided
+                    status = state["lastStatus"]
+                else:
+                    return (yield from _operation_ended(context, request, config, resume, reading))
+        elapsed = (context.current_utc_datetime - started).total_seconds()
+        state["intervalSeconds"] = poll_interval_seconds(elapsed, config)
+        state["lastStatus"] = status
+        retry_after = reading.get("retryAfterSeconds") if "status" in reading else None
+        wait = retry_after or state["intervalSeconds"]
+        next_poll = context.current_utc_datetime + timedelta(seconds=wait)
+        if next_poll > deadline:
+            return _finish_monitor(
+                context, request, resume, "Encrypting", _deadline_reason(state, config, status), status
             )
-            yield context.create_timer(next_poll)
-            if polls_this_generation >= config["pollsPerGeneration"]:
-                state["generation"] += 1
-                context.continue_as_new({"request": request, "config": config, "resume": resume})
-                return None
+        last = state["lastReading"]
+        report(
+            context,
+            "encrypting",
+            account_id,
+            operation_status=status,
+            next_poll_at=iso(next_poll),
+            polls=state["polls"],
+            percent_complete=last["percentComplete"] if last else None,
+            status_url=state["operation"]["statusUrl"],
+        )
+        yield context.create_timer(next_poll)
+        if polls_this_generation >= config["pollsPerGeneration"]:
+            state["generation"] += 1
+            context.continue_as_new({"request": request, "config": config, "resume": resume})
+            return None
 
-        final = state["lastReading"]
-        assert final is not None
-        timings["encryptionDoneAt"] = now_iso(context)
-        if "enableRequestedAt" in timings:
-            started = datetime.fromisoformat(timings["enableRequestedAt"].replace("Z", "+00:00"))
-            timings["encryptionSeconds"] = (context.current_utc_datetime - started).total_seconds()
-        if not final["succeeded"]:
-            error = final["error"] or {"code": final["status"], "message": ""}
-            reason = f"Azure reported the encryption {final['status']}: {error['code']}: {error['message']}"
-            return _finish_monitor(context, request, resume, "Failed", reason, final["status"])
+
+def poll_interval_seconds(elapsed_seconds: float, config: OrchestrationConfig) -> int:
+    """The wait before the next status read: a tenth of the time the encryption has run so far, between
+    CMK_POLL_INTERVAL_SECONDS and CMK_POLL_MAX_INTERVAL_SECONDS. A 10-minute encryption is noticed within a
+    minute of its end; a 3-week one costs about 2 reads an hour (30-minute ceiling)."""
+    return int(min(config["pollMaxIntervalSeconds"], max(config["pollIntervalSeconds"], elapsed_seconds / 10)))
+
+
+def _not_applied(reading: OperationReading, state: MonitorState) -> bool:
+    """The account went idle without the key while we followed its own state (no status URL): whatever ran was
+    not our key PATCH, or it did not apply. Nothing is encrypting; the enable step decides again."""
+    code = reading["error"]["code"] if reading["error"] else None
+    return reading["source"] == "account" and code == "NotApplied" and state["operation"]["statusUrl"] is None
+
+
+def _decide_again(
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    resume: ResumeState,
+) -> Generator[Any, Any, AccountOutput | None]:
+    """After following an operation we could not identify: PATCH now if the account is idle without the key.
+    Returns the output when the orchestration ends here, else None (the monitor goes on with `state`)."""
+    state = resume["monitor"]
+    if state["reattached"] or resume["plan"] is None:
+        # Re-attached to an encryption that did not apply the key: start over from preflight (identity, access).
+        context.continue_as_new({"request": request, "config": config})
+        return None
+    if state["enableAttempts"] >= MAX_ENABLE_ATTEMPTS:
+        reason = (
+            f"The key was not applied after {state['enableAttempts']} attempts: the account is idle without it, "
+            "so nothing is encrypting. Run the account again."
+        )
+        return _finish_monitor(context, request, resume, "Failed", reason, state["lastStatus"])
+    state["enableAttempts"] += 1
+    try:
+        enabled = yield from _enable(context, request, config)
+    except StepFailed as stop:
+        return _finish_monitor(context, request, resume, stop.outcome, stop.reason, state["lastStatus"])
+    state["certain"] = enabled["status"] in ("accepted", "applied")
+    if enabled["status"] == "applied":
         return (yield from _verify(context, request, config, resume))
-    except Exception as error:
-        return _finish_monitor(context, request, resume, "Failed", first_line(error), state["lastStatus"])
+    state["operation"] = enabled["operation"] or _account_operation(request)
+    state["lastReading"] = None
+    return None
+
+
+def _operation_ended(
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    resume: ResumeState,
+    final: OperationReading,
+) -> Generator[Any, Any, AccountOutput]:
+    timings = resume["timings"]
+    timings["encryptionDoneAt"] = now_iso(context)
+    if "enableRequestedAt" in timings:
+        started = datetime.fromisoformat(timings["enableRequestedAt"].replace("Z", "+00:00"))
+        timings["encryptionSeconds"] = (context.current_utc_datetime - started).total_seconds()
+    if not final["succeeded"]:
+        error = final["error"] or {"code": final["status"], "message": ""}
+        reason = f"Azure reported the encryption {final['status']}: {error['code']}: {error['message']}"
+        return _finish_monitor(context, request, resume, "Failed", reason, final["status"])
+    return (yield from _verify(context, request, config, resume))
+
+
+def _deadline_reason(state: MonitorState, config: OrchestrationConfig, status: str | None) -> str:
+    accepted = (
+        "Azure accepted the key PATCH"
+        if state["certain"]
+        else "The key PATCH may have been accepted (its reply was lost) and the account is still busy"
+    )
+    return (
+        f"{accepted}; this orchestration stopped following the encryption at its deadline {state['deadline']} "
+        f"(CMK_MONITOR_DEADLINE_HOURS={config['monitorDeadlineHours']:g}); last status {status}. The encryption "
+        "goes on in Azure and cannot be reverted: a new request for this account follows it again without "
+        "sending the key twice."
+    )
 
 
 def _verify(
@@ -322,29 +510,39 @@ def _verify(
     config: OrchestrationConfig,
     resume: ResumeState,
 ) -> Generator[Any, Any, AccountOutput]:
-    detail = ""
-    for attempt in range(VERIFY_ATTEMPTS):
+    """Re-read the account, backing off, until customerManagedKeyStatus confirms access (it can lag the
+    operation's end); only then Enabled. Past CMK_VERIFY_WINDOW_MINUTES: Failed, saying the key stays."""
+    window_end = context.current_utc_datetime + timedelta(minutes=config["verifyWindowMinutes"])
+    interval = config["pollIntervalSeconds"]
+    detail = "no answer"
+    while True:
         report(
             context, "verifying", request["accountId"], operation_status="Succeeded", polls=resume["monitor"]["polls"]
         )
-        verification = yield from call_arm(
-            context, VERIFY_CMK, {"accountId": request["accountId"], "keyUri": resume["plan"]["keyUri"]}, config
-        )
-        _raise_if_not_done(verification, "Azure refused to show the account")
-        if verification["verified"]:
+        try:
+            verification = yield from call_arm(
+                context, VERIFY_CMK, {"accountId": request["accountId"], "keyUri": request["keyUri"]}, config
+            )
+        except Exception as error:
+            verification = {"refused": {"httpStatus": 0, "code": "ReadFailed", "message": first_line(error)}}
+        if "refused" in verification or "throttled" in verification:
+            problem = verification.get("refused") or verification.get("throttled") or {}
+            detail = f"the account could not be read ({problem.get('message')})"
+        elif verification["verified"]:
             return _finish_monitor(context, request, resume, "Enabled", verification["detail"], "Succeeded")
-        detail = verification["detail"]
-        if attempt + 1 < VERIFY_ATTEMPTS:
-            # customerManagedKeyStatus can lag the operation's completion by a little.
-            yield sleep(context, config["pollIntervalSeconds"])
-    return _finish_monitor(
-        context,
-        request,
-        resume,
-        "Failed",
-        f"Encryption reported Succeeded but the account does not confirm: {detail}",
-        "Succeeded",
-    )
+        else:
+            detail = verification["detail"]
+        next_read = context.current_utc_datetime + timedelta(seconds=interval)
+        if next_read > window_end:
+            reason = (
+                "Azure reported the encryption Succeeded, but within "
+                f"{config['verifyWindowMinutes']:g} minutes (CMK_VERIFY_WINDOW_MINUTES) the account did not confirm "
+                f"access to the key: {detail}. The key is configured and cannot be removed; check that the "
+                "account's default identity can get, wrap and unwrap the key."
+            )
+            return _finish_monitor(context, request, resume, "Failed", reason, "Succeeded")
+        yield context.create_timer(next_read)
+        interval = min(interval * 2, MAX_VERIFY_INTERVAL_SECONDS)
 
 
 def _finish_monitor(

@@ -1,37 +1,62 @@
-"""A rollout lane: enables its accounts one after another, each as its own per-account sub-orchestration.
+"""A rollout lane: enables its accounts one after another. One lane is one unit of concurrency.
 
-One lane is one unit of concurrency. A failing account is recorded and the lane moves on; the lane bounds its
-history with continue_as_new, carrying the rows it has so far.
+For each account the lane claims the account (`claim_account`): the orchestration already running for it (an
+approval-gated request, an Event Grid enrolment, another rollout), or a new one the lane starts. It then waits on
+that orchestration by reading its status on durable timers, never on an engine notification that an instance it
+did not start, or one an admin terminated, would not send. The lane's slot is held until Azure's encryption ends:
+an orchestration that stopped following an encryption (its deadline, or terminated after the key PATCH) is
+claimed again, and the new one follows the encryption to its end without a second PATCH. So a rollout's
+concurrency cap holds in Azure, not only in the lanes. A failing account is recorded and the lane moves on; the
+lane bounds its history with continue_as_new, carrying the rows it has so far and the account it waits on.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator
-from typing import Any, TypedDict
+from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict
 
 import azure.durable_functions as df
 
+from activities.claim_account import CLAIM_ACCOUNT
+from activities.read_account_instance import READ_ACCOUNT_INSTANCE
 from cmk.fleet import PlannedAccount
 from cmk.orchestration import (
-    ACCOUNT_ORCHESTRATOR,
     LANE_ORCHESTRATOR,
     AccountInput,
     OrchestrationConfig,
+    Outcome,
     account_instance_id,
+    short_digest,
 )
 from cmk.requests import EnablementRequest
 from cmk.rollouts import ReportRow, report_row, unplanned_row
-from orchestrators.steps import first_line
+from coordination.account_instances import Claim, InstanceReading
+from orchestrators.steps import first_line, retry_options
 
 bp = df.Blueprint()
 
 ACCOUNTS_PER_GENERATION = 25
+READS_PER_GENERATION = 40
+FIRST_WAIT_SECONDS = 10
+MAX_WAIT_SECONDS = 300
+# Claims of one account: the first, and new ones after an orchestration stopped following its encryption.
+MAX_CLAIMS = 4
+FOLLOWING_PHASES = {"enabling", "encrypting", "verifying"}
 
 
 class LaneTemplate(TypedDict, total=False):
     dryRun: bool
     identity: str
+
+
+class CurrentAccount(TypedDict):
+    instanceId: str
+    started: bool
+    claims: int
+    waitSeconds: int
+    phase: str | None
 
 
 class LaneInput(TypedDict):
@@ -42,6 +67,7 @@ class LaneInput(TypedDict):
     config: OrchestrationConfig
     position: int
     rows: list[ReportRow]
+    current: NotRequired[CurrentAccount | None]
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=LANE_ORCHESTRATOR)
@@ -52,32 +78,134 @@ def cmk_rollout_lane(context: df.DurableOrchestrationContext) -> Generator[Any, 
 def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, list[ReportRow] | None]:
     lane: LaneInput = context.get_input()  # type: ignore[assignment]  # the rollout built it
     accounts, rows = lane["accounts"], lane["rows"]
-    handled = 0
+    handled = reads = 0
     while lane["position"] < len(accounts):
         account = accounts[lane["position"]]
-        instance_id = account_instance_id(account["accountId"])
-        _report(context, lane, rows, instance_id, account["accountId"])
-        request: EnablementRequest = {"accountId": account["accountId"], "keyUri": account["keyUri"]}
-        template = lane["template"]
-        if template.get("dryRun"):
-            request["dryRun"] = True
-        if "identity" in template:
-            request["identity"] = template["identity"]
-        child_input: AccountInput = {"request": request, "config": lane["config"]}
+        current = lane.get("current")
         try:
-            output = yield context.call_sub_orchestrator(ACCOUNT_ORCHESTRATOR, child_input, instance_id)
-            rows.append(report_row(output, instance_id))
+            if current is None:
+                current = yield from _claim(context, lane, account, claims=0)
+                lane["current"] = current
+            _report(context, lane, rows, current["instanceId"], account["accountId"])
+            reading: InstanceReading = yield context.call_activity_with_retry(
+                READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
+            )
+            reads += 1
+            row = _row_when_done(reading, current, account)
+            if row is None and _must_follow_again(reading, current):
+                lane["current"] = yield from _claim(context, lane, account, claims=current["claims"])
+                continue
+            if row is None:
+                yield context.create_timer(_next_read(context, reading, current))
+                if reads >= READS_PER_GENERATION:
+                    _continue(context, lane, rows)
+                    return None
+                continue
         except Exception as error:  # one account's failure never stops the others
-            rows.append(unplanned_row(account["accountId"], "Failed", first_line(error), account["keyUri"]))
-            rows[-1]["instanceId"] = instance_id
+            row = unplanned_row(account["accountId"], "Failed", first_line(error), account["keyUri"])
+            row["instanceId"] = current["instanceId"] if current else None
+        rows.append(row)
+        lane["current"] = None
         lane["position"] += 1
         handled += 1
-        if handled >= ACCOUNTS_PER_GENERATION and lane["position"] < len(accounts):
-            _report(context, lane, rows, None, None)
-            context.continue_as_new(lane)
+        if (handled >= ACCOUNTS_PER_GENERATION or reads >= READS_PER_GENERATION) and lane["position"] < len(accounts):
+            _continue(context, lane, rows)
             return None
     _report(context, lane, rows, None, None)
     return rows
+
+
+def _claim(
+    context: df.DurableOrchestrationContext, lane: LaneInput, account: PlannedAccount, *, claims: int
+) -> Generator[Any, Any, CurrentAccount]:
+    request: EnablementRequest = {"accountId": account["accountId"], "keyUri": account["keyUri"]}
+    template = lane["template"]
+    if template.get("dryRun"):
+        request["dryRun"] = True
+    if "identity" in template:
+        request["identity"] = template["identity"]
+    child_input: AccountInput = {"request": request, "config": lane["config"]}
+    # Deterministic per rollout, account and claim: a retried activity names the same instance, never a second.
+    instance_id = account_instance_id(account["accountId"], short_digest(f"{lane['rolloutId']}/{claims}"))
+    claim: Claim = yield context.call_activity_with_retry(
+        CLAIM_ACCOUNT,
+        retry_options(lane["config"]),
+        {"input": child_input, "instanceId": instance_id, "exclusive": not template.get("dryRun")},
+    )
+    return {
+        "instanceId": claim["instanceId"],
+        "started": claim["started"],
+        "claims": claims + 1,
+        "waitSeconds": FIRST_WAIT_SECONDS,
+        "phase": None,
+    }
+
+
+def _row_when_done(reading: InstanceReading, current: CurrentAccount, account: PlannedAccount) -> ReportRow | None:
+    """The account's report row once its orchestration has ended for good, else None (still running, or to be
+    followed again)."""
+    status = reading["runtimeStatus"]
+    if reading["exists"] and status in ("Pending", "Running", "ContinuedAsNew", "Suspended"):
+        return None
+    output = reading["output"]
+    if status == "Completed" and isinstance(output, dict) and "outcome" in output:
+        if output["outcome"] == "Encrypting" and current["claims"] < MAX_CLAIMS:
+            return None
+        row = report_row(output, current["instanceId"])  # type: ignore[arg-type]  # an account orchestration's output
+        if not current["started"]:
+            row["reason"] = f"{row['reason']} (handled by orchestration {current['instanceId']}, already running)"
+        return row
+    if _stopped_while_following(reading) and current["claims"] < MAX_CLAIMS:
+        return None
+    ended = "does not exist" if not reading["exists"] else f"ended {status}"
+    reason = f"Orchestration {current['instanceId']} {ended} in phase {reading['phase'] or 'unknown'}"
+    outcome: Outcome
+    if reading["phase"] in FOLLOWING_PHASES:
+        outcome = "Encrypting"
+        reason += "; the key PATCH may be running in Azure: run the account again to follow it"
+    else:
+        outcome = "Failed"
+        reason += " before the key PATCH; nothing irreversible was done"
+    row = unplanned_row(account["accountId"], outcome, reason, account["keyUri"])
+    row["instanceId"] = current["instanceId"]
+    return row
+
+
+def _stopped_while_following(reading: InstanceReading) -> bool:
+    return reading["output"] is None and reading["phase"] in FOLLOWING_PHASES
+
+
+def _must_follow_again(reading: InstanceReading, current: CurrentAccount) -> bool:
+    """The orchestration ended but Azure may still encrypt: claim again so that someone follows it to its end."""
+    status = reading["runtimeStatus"]
+    if reading["exists"] and status in ("Pending", "Running", "ContinuedAsNew", "Suspended"):
+        return False
+    if current["claims"] >= MAX_CLAIMS:
+        return False
+    output = reading["output"]
+    if isinstance(output, dict) and output.get("outcome") == "Encrypting":
+        return True
+    return not reading["exists"] or _stopped_while_following(reading)
+
+
+def _next_read(context: df.DurableOrchestrationContext, reading: InstanceReading, current: CurrentAccount) -> datetime:
+    """Soon after the account orchestration's own next poll, when it says one; else a growing wait."""
+    now = context.current_utc_datetime
+    if reading["phase"] != current["phase"]:
+        current["phase"] = reading["phase"]
+        current["waitSeconds"] = FIRST_WAIT_SECONDS
+    wait = current["waitSeconds"]
+    current["waitSeconds"] = min(int(wait * 1.5), MAX_WAIT_SECONDS)
+    if reading["nextPollAt"]:
+        due = datetime.fromisoformat(reading["nextPollAt"].replace("Z", "+00:00"))
+        wait = int(min(MAX_WAIT_SECONDS, max(FIRST_WAIT_SECONDS, (due - now).total_seconds() + FIRST_WAIT_SECONDS)))
+    return now + timedelta(seconds=wait)
+
+
+def _continue(context: df.DurableOrchestrationContext, lane: LaneInput, rows: list[ReportRow]) -> None:
+    current = lane.get("current")
+    _report(context, lane, rows, current["instanceId"] if current else None, None)
+    context.continue_as_new(lane)
 
 
 def _report(

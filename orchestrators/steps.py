@@ -60,6 +60,7 @@ def report(
     polls: int = 0,
     percent_complete: float | None = None,
     detail: str | None = None,
+    status_url: str | None = None,
 ) -> None:
     """custom_status always says the phase, the account, the last operation status and the next poll."""
     status: CustomStatus = {
@@ -71,6 +72,10 @@ def report(
         "percentComplete": percent_complete,
         "detail": detail,
     }
+    if status_url is not None:
+        # Kept in the status so that a later orchestration can follow the encryption again should an admin
+        # terminate this one (a terminated orchestration has no output).
+        status["statusUrl"] = status_url
     context.set_custom_status(status)
 
 

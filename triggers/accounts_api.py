@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from cmk.errors import InvalidRequest
-from cmk.orchestration import ACCOUNT_ORCHESTRATOR, AccountInput, account_instance_id, orchestration_config
+from cmk.orchestration import AccountInput, account_instance_id, orchestration_config
 from cmk.requests import parse_enablement_request
-from triggers.http import ACTIVE_STATUSES, error_response, find_instance, invalid, read_json_body, runtime_status_name
+from coordination.account_instances import claim_account
+from triggers.http import error_response, invalid, read_json_body
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -24,19 +26,12 @@ async def start_account(req: func.HttpRequest, client: df.DurableOrchestrationCl
         request = parse_enablement_request(read_json_body(req))
     except InvalidRequest as error:
         return invalid(error)
-    instance_id = account_instance_id(request["accountId"])
-    existing = await find_instance(client, instance_id)
-    if existing is not None and runtime_status_name(existing) in ACTIVE_STATUSES:
-        return _already_running(client, instance_id)
     orchestration_input: AccountInput = {"request": request, "config": orchestration_config()}
-    try:
-        await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, orchestration_input)
-    except Exception as error:
-        # Two requests raced past the check above: the Durable store refuses the second start.
-        again = await find_instance(client, instance_id)
-        if again is not None and runtime_status_name(again) in ACTIVE_STATUSES:
-            return _already_running(client, instance_id)
-        raise error
+    # A new id for every start; the claim finds an orchestration of this account that is already running.
+    instance_id = account_instance_id(request["accountId"], uuid.uuid4().hex[:12])
+    claim = await claim_account(client, orchestration_input, instance_id, exclusive=not request.get("dryRun"))
+    if not claim["started"]:
+        return _already_running(client, claim["instanceId"])
     logger.info("Started %s for %s (dryRun=%s)", instance_id, request["accountId"], request.get("dryRun", False))
     response: func.HttpResponse = client.create_check_status_response(req, instance_id)
     return response

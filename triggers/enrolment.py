@@ -13,9 +13,10 @@ from cmk import inventory, settings
 from cmk.enrolment import decide, rollout_instance_id
 from cmk.errors import InvalidRequest
 from cmk.key_policy import choose_key, parse_key_policy
-from cmk.orchestration import ACCOUNT_ORCHESTRATOR, AccountInput, account_instance_id, orchestration_config
+from cmk.orchestration import AccountInput, account_instance_id, orchestration_config, short_digest
 from cmk.resource_ids import parse_account_id
-from triggers.http import ACTIVE_STATUSES, find_instance, runtime_status_name
+from coordination.account_instances import claim_account, find_active
+from triggers.http import find_instance
 from triggers.rollouts_api import start_rollout
 
 bp = df.Blueprint()
@@ -63,10 +64,9 @@ async def _rollout_from_event(client: df.DurableOrchestrationClient, event_id: s
 
 
 async def _enrol(client: df.DurableOrchestrationClient, event_id: str, account_id: str) -> None:
-    instance_id = account_instance_id(account_id)
-    existing = await find_instance(client, instance_id)
-    if existing is not None and runtime_status_name(existing) in ACTIVE_STATUSES:
-        logger.info("Event %s: %s is already being handled by %s", event_id, account_id, instance_id)
+    active = await find_active(client, account_id)
+    if active is not None:
+        logger.info("Event %s: %s is already being handled by %s", event_id, account_id, active["instanceId"])
         return
     account = inventory.read_account(parse_account_id(account_id))
     if account is None:
@@ -92,11 +92,10 @@ async def _enrol(client: df.DurableOrchestrationClient, event_id: str, account_i
         "request": {"accountId": account_id, "keyUri": choice["keyUri"]},
         "config": orchestration_config(),
     }
-    try:
-        await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, orchestration_input)
-    except Exception:
-        # A duplicate delivery racing this one started it first: that is the one orchestration we want.
-        again = await find_instance(client, instance_id)
-        if again is None or runtime_status_name(again) not in ACTIVE_STATUSES:
-            raise
+    # Named after the event: a redelivery of this event claims the same instance instead of starting another.
+    instance_id = account_instance_id(account_id, short_digest(event_id))
+    claim = await claim_account(client, orchestration_input, instance_id)
+    if not claim["started"]:
+        logger.info("Event %s: %s is already being handled by %s", event_id, account_id, claim["instanceId"])
+        return
     logger.info("Event %s: enrolled %s as %s with key from %s", event_id, account_id, instance_id, choice["source"])
