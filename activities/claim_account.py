@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 
+from activities import Payload
 from coordination.account_instances import Claim, claim_account
 
 CLAIM_ACCOUNT = "claim_account"
@@ -19,7 +20,7 @@ bp = df.Blueprint()
 @bp.function_name(CLAIM_ACCOUNT)
 @bp.activity_trigger(input_name="payload", activity=CLAIM_ACCOUNT)
 @bp.durable_client_input(client_name="client")
-async def claim_account_trigger(payload: dict, client: df.DurableOrchestrationClient) -> Claim:  # type: ignore[type-arg]  # the worker refuses dict[str, Any] on a binding
+async def claim_account_trigger(payload: Payload, client: df.DurableOrchestrationClient) -> Claim:
     """payload: {"input": AccountInput, "instanceId": the id to start when no orchestration of the account runs,
     "exclusive": false for dry runs, which change nothing and may run beside another orchestration}."""
     return await claim_account(

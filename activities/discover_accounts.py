@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.rollouts import discover_accounts
 
@@ -22,5 +23,5 @@ def discover_accounts_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(DISCOVER_ACCOUNTS)
 @bp.activity_trigger(input_name="payload", activity=DISCOVER_ACCOUNTS)
-def discover_accounts_trigger(payload: dict[str, Any]) -> Any:
+def discover_accounts_trigger(payload: Payload) -> Any:
     return discover_accounts_activity(payload)

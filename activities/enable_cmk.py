@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.enablement import enable_cmk
 
@@ -23,5 +24,5 @@ def enable_cmk_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(ENABLE_CMK)
 @bp.activity_trigger(input_name="payload", activity=ENABLE_CMK)
-def enable_cmk_trigger(payload: dict[str, Any]) -> Any:
+def enable_cmk_trigger(payload: Payload) -> Any:
     return enable_cmk_activity(payload)

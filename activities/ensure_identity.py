@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.identity import ensure_identity
 
@@ -22,5 +23,5 @@ def ensure_identity_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(ENSURE_IDENTITY)
 @bp.activity_trigger(input_name="payload", activity=ENSURE_IDENTITY)
-def ensure_identity_trigger(payload: dict[str, Any]) -> Any:
+def ensure_identity_trigger(payload: Payload) -> Any:
     return ensure_identity_activity(payload)

@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.key_access import grant_key_access
 
@@ -22,5 +23,5 @@ def grant_key_access_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(GRANT_KEY_ACCESS)
 @bp.activity_trigger(input_name="payload", activity=GRANT_KEY_ACCESS)
-def grant_key_access_trigger(payload: dict[str, Any]) -> Any:
+def grant_key_access_trigger(payload: Payload) -> Any:
     return grant_key_access_activity(payload)

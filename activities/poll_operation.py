@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.operations import read_operation
 
@@ -22,5 +23,5 @@ def poll_operation_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(POLL_OPERATION)
 @bp.activity_trigger(input_name="payload", activity=POLL_OPERATION)
-def poll_operation_trigger(payload: dict[str, Any]) -> Any:
+def poll_operation_trigger(payload: Payload) -> Any:
     return poll_operation_activity(payload)

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.preflight import run_preflight
 from cmk.requests import parse_enablement_request
@@ -26,5 +27,5 @@ def preflight_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(PREFLIGHT)
 @bp.activity_trigger(input_name="payload", activity=PREFLIGHT)
-def preflight(payload: dict[str, Any]) -> Any:
+def preflight(payload: Payload) -> Any:
     return preflight_activity(payload)

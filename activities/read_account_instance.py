@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.durable_functions as df
 
+from activities import Payload
 from coordination.account_instances import InstanceReading, read_instance
 
 READ_ACCOUNT_INSTANCE = "read_account_instance"
@@ -14,6 +15,6 @@ bp = df.Blueprint()
 @bp.function_name(READ_ACCOUNT_INSTANCE)
 @bp.activity_trigger(input_name="payload", activity=READ_ACCOUNT_INSTANCE)
 @bp.durable_client_input(client_name="client")
-async def read_account_instance(payload: dict, client: df.DurableOrchestrationClient) -> InstanceReading:  # type: ignore[type-arg]  # the worker refuses dict[str, Any] on a binding
+async def read_account_instance(payload: Payload, client: df.DurableOrchestrationClient) -> InstanceReading:
     """payload: {"instanceId"}."""
     return await read_instance(client, payload["instanceId"])

@@ -12,6 +12,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
+
 SUMMARIZE_ROLLOUT = "summarize_rollout"
 
 bp = df.Blueprint()
@@ -37,6 +39,6 @@ async def summarize(lane_ids: list[str], client: df.DurableOrchestrationClient) 
 @bp.function_name(SUMMARIZE_ROLLOUT)
 @bp.activity_trigger(input_name="payload", activity=SUMMARIZE_ROLLOUT)
 @bp.durable_client_input(client_name="client")
-async def summarize_rollout(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
+async def summarize_rollout(payload: Payload, client: df.DurableOrchestrationClient) -> dict[str, Any]:
     """payload: {"lanes": [lane instance ids]}."""
     return await summarize(payload["lanes"], client)

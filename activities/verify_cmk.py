@@ -6,6 +6,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.enablement import verify_cmk
 
@@ -22,5 +23,5 @@ def verify_cmk_activity(payload: dict[str, Any]) -> Any:
 
 @bp.function_name(VERIFY_CMK)
 @bp.activity_trigger(input_name="payload", activity=VERIFY_CMK)
-def verify_cmk_trigger(payload: dict[str, Any]) -> Any:
+def verify_cmk_trigger(payload: Payload) -> Any:
     return verify_cmk_activity(payload)

@@ -6,11 +6,16 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.durable_functions as df
 
 bp = df.Blueprint()
+
+if TYPE_CHECKING:
+    Params = dict[str, Any]
+else:
+    Params = dict  # the worker refuses `dict[str, Any]` on a binding parameter (docs/style.md)
 
 # How many times `flaky` ran per key (the host runs activities in this process).
 ATTEMPTS: dict[str, int] = {}
@@ -27,7 +32,7 @@ def square(value: int) -> int:
 
 
 @bp.activity_trigger(input_name="params")
-def flaky(params: dict[str, Any]) -> str:
+def flaky(params: Params) -> str:
     key = params["key"]
     ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
     if ATTEMPTS[key] <= params["failures"]:
@@ -41,13 +46,13 @@ def fail_now(message: str) -> None:
 
 
 @bp.activity_trigger(input_name="params")
-async def slow_echo(params: dict[str, Any]) -> float:
+async def slow_echo(params: Params) -> float:
     await asyncio.sleep(params["seconds"])
     return float(params["seconds"])
 
 
 @bp.activity_trigger(input_name="params")
-def mark_step(params: dict[str, Any]) -> int:
+def mark_step(params: Params) -> int:
     """Leaves a marker file per execution (duplicates show at-least-once re-execution)."""
     time.sleep(0.25)
     marks = Path(os.environ["TOY_MARKS_DIR"])
