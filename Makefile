@@ -7,11 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install lint typecheck unit test demo bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+WORKER_PIN := sandbox/host/functions-worker.txt
+WORKER_DIR := $(VENV)/functions-worker
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(WORKER_PIN)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	rm -rf $(WORKER_DIR)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --only-binary :all: --python-version 3.13 \
+		--target $(WORKER_DIR) -r $(WORKER_PIN)
 	touch $@
 
 install: $(STAMP)

@@ -28,14 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from azure.functions import meta
-
 from sandbox.clock import SimClock
 from sandbox.host import history as h
+from sandbox.host import worker
 from sandbox.host.app_loader import FunctionRegistry
 from sandbox.host.config import HostConfig
 from sandbox.host.history import TERMINAL_STATUSES, EventType, HistoryEvent, HistoryRow, OrchestrationStatus
-from sandbox.host.invoker import FunctionFailedError, FunctionInvoker, decode, encode
+from sandbox.host.invoker import FunctionFailedError, FunctionInvoker
 from sandbox.host.shim import (
     Completed,
     ContinuedAsNew,
@@ -501,15 +500,14 @@ class OrchestrationEngine:
 
     def _call_orchestrator(self, info: Any, context_json: str) -> tuple[OrchestratorResult, float]:
         assert self._invoker is not None
-        context = decode("orchestrationTrigger", meta.Datum(context_json, "string"))
         started = time.thread_time()
         try:
-            returned = self._invoker.invoke_in_worker_thread(info, context)
+            returned = self._invoker.invoke_in_worker_thread(info, worker.typed_string(context_json))
         except Exception as error:
             cpu = time.thread_time() - started
             return _result_of_exception(error), cpu
         cpu = time.thread_time() - started
-        value = encode("orchestrationTrigger", returned).value
+        value = returned.value if returned is not None else None
         state = json.loads(value) if isinstance(value, str | bytes) else value
         return OrchestratorResult(state if isinstance(state, dict) else None), cpu
 
@@ -645,13 +643,10 @@ class OrchestrationEngine:
     async def _execute_activity(self, info: Any, item: WorkItem) -> HistoryEvent:
         assert self._invoker is not None
         try:
-            argument = decode("activityTrigger", meta.Datum(item.input_text or "null", "string"))
-            returned = await self._invoker.invoke(info, argument)
-            result = encode("activityTrigger", returned).value
-        except FunctionFailedError as failure:
+            returned = await self._invoker.invoke(info, worker.typed_string(item.input_text or "null"))
+        except FunctionFailedError as failure:  # raised, or its input or output could not be converted
             return _activity_failure(self.now(), item.task_id, info.durable_name, failure.error, failure.stack)
-        except Exception as error:  # the input or output could not be converted
-            return _activity_failure(self.now(), item.task_id, info.durable_name, error, traceback.format_exc())
+        result = returned.value if returned is not None else None
         return h.task_completed(self.now(), item.task_id, result if isinstance(result, str) else json.dumps(result))
 
     # --- durable timers (event loop) ----------------------------------------------------------------------------

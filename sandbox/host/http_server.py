@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from azure.functions import meta
 
-from sandbox.host.app_loader import EVENT_GRID_TRIGGER, FunctionInfo, FunctionRegistry
+from sandbox.host import worker
+from sandbox.host.app_loader import EVENT_GRID_TRIGGER, FunctionInfo, FunctionRegistry, http_methods, http_route
 from sandbox.host.config import HostConfig
 from sandbox.host.durable_api import RPC_PATH, WEBHOOK_PATH, DurableHttpApi
-from sandbox.host.invoker import FunctionFailedError, FunctionInvoker, decode, encode
+from sandbox.host.invoker import FunctionFailedError, FunctionInvoker
 from sandbox.host.routes import RouteTemplate
 
 log = logging.getLogger("sandbox.host")
@@ -76,12 +76,11 @@ class HostHttpServer:
         self._keys = keys
         routes = []
         for info in registry.http:
-            methods = info.trigger.get("methods")
             routes.append(
                 _HttpRoute(
                     info,
-                    RouteTemplate(str(info.trigger.get("route") or info.name)),
-                    frozenset(str(m).upper() for m in methods) if methods else None,
+                    RouteTemplate(http_route(info)),
+                    http_methods(info),
                     str(info.trigger.get("authLevel") or "FUNCTION").upper(),
                 )
             )
@@ -157,20 +156,16 @@ class HostHttpServer:
         for name, value in request.headers.items():
             lowered = name.lower()
             headers[lowered] = f"{headers[lowered]}, {value}" if lowered in headers else value
-        datum = meta.Datum(
-            type="http",
-            value={
-                "method": meta.Datum(request.method, "string"),
-                "url": meta.Datum(str(request.url), "string"),
-                "headers": {name: meta.Datum(value, "string") for name, value in headers.items()},
-                "query": {name: meta.Datum(value, "string") for name, value in request.query.items()},
-                "params": {name: meta.Datum(value, "string") for name, value in params.items()},
-                "body": meta.Datum(body, "bytes"),
-            },
+        trigger = worker.typed_http(
+            method=request.method,
+            url=str(request.url),
+            headers=headers,
+            query=dict(request.query.items()),
+            params=params,
+            body=body,
         )
-        http_request = decode("httpTrigger", datum)
         try:
-            returned = await self._invoker.invoke(info, http_request)
+            returned = await self._invoker.invoke(info, trigger)
         except FunctionFailedError:
             return web.Response(status=500)
         return _http_response(returned)
@@ -206,10 +201,7 @@ class HostHttpServer:
         # The Event Grid extension invokes the function once per event, in parallel, and answers 500 if any
         # invocation failed so that Event Grid redelivers the whole batch.
         outcomes = await asyncio.gather(
-            *(
-                self._invoker.invoke(info, decode(EVENT_GRID_TRIGGER, meta.Datum(json.dumps(e), "json")))
-                for e in events
-            ),
+            *(self._invoker.invoke(info, worker.typed_json(json.dumps(e))) for e in events),
             return_exceptions=True,
         )
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -221,10 +213,8 @@ class HostHttpServer:
         return web.Response(status=202)
 
 
-def _http_response(returned: Any) -> web.Response:
-    if returned is None:
-        return web.Response(status=204)
-    datum = encode("http", returned)
+def _http_response(datum: Any) -> web.Response:
+    """The response from the return binding's Datum (`http`, or `string` for a function that returns a str)."""
     if datum.type == "string":
         return web.Response(status=200, text=str(datum.value), content_type="text/plain")
     value = datum.value

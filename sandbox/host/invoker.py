@@ -1,10 +1,13 @@
-"""Binding parameters and invoking functions as the Python worker does.
+"""Binding parameters and invoking functions as the Python worker does, with the worker's own binding code.
 
-Trigger payloads go through the `azure.functions` converters the worker uses (`meta.Datum` in, converter
-`decode`/`encode`), so a function receives exactly what it would receive on Azure: `func.HttpRequest`,
-`func.EventGridEvent`/`func.CloudEvent` (chosen by `specversion`), the activity input decoded with the Durable
-JSON codec, `func.OrchestrationContext(body)`, and the durable client binding as the JSON string the `DFApp`
-middleware turns into a `DurableOrchestrationClient`. A parameter named `context` receives a `func.Context`.
+Each input goes through `sandbox.host.worker.decode_argument` (the worker's `from_incoming_proto`, with the
+converter the worker chose when it indexed the function), so a function receives exactly what it would receive on
+Azure: `func.HttpRequest`, `func.EventGridEvent`/`func.CloudEvent` (chosen by `specversion`), the activity input
+decoded with the Durable JSON codec, `func.OrchestrationContext(body)`, and the durable client binding as the JSON
+string the `DFApp` middleware turns into a `DurableOrchestrationClient`. `context` is passed when the worker's
+index says the function requires it, `func.Out` parameters get the worker's `Out`. The return value goes through
+`sandbox.host.worker.encode_result` (the worker's `get_datum`): a function without a return binding that returns
+something fails, as does a value the return binding's converter cannot encode.
 
 Async functions run on the host's event loop (the SDK's aiohttp session is module-global and bound to one loop);
 sync functions run in the worker thread pool.
@@ -22,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
-from azure.functions import meta
 from azure.functions._abc import RetryContext, TraceContext
 
-from sandbox.host.app_loader import FunctionInfo
+from sandbox.host import worker
+from sandbox.host.app_loader import DURABLE_CLIENT, FunctionInfo
 
 log = logging.getLogger("sandbox.host")
 
@@ -104,26 +107,6 @@ class FunctionFailedError(Exception):
         self.stack = "".join(traceback.format_exception(error))
 
 
-def _converter(binding_type: str) -> Any:
-    registry: Any = meta.get_binding_registry()  # type: ignore[no-untyped-call]
-    return registry.get(binding_type)
-
-
-def decode(binding_type: str, datum: meta.Datum) -> Any:
-    converter = _converter(binding_type)
-    if converter is None:
-        raise ValueError(f"no converter for {binding_type} bindings")
-    return converter.decode(datum, trigger_metadata={})
-
-
-def encode(binding_type: str, value: Any) -> meta.Datum:
-    converter = _converter(binding_type)
-    if converter is None:
-        raise ValueError(f"no converter for {binding_type} bindings")
-    datum: meta.Datum = converter.encode(value, expected_type=None)
-    return datum
-
-
 class FunctionInvoker:
     def __init__(
         self,
@@ -137,28 +120,42 @@ class FunctionInvoker:
         self._app_directory = app_directory
         self._client_binding = client_binding  # Callable[[dict[str, Any]], str]: the durable client binding JSON
 
-    def _arguments(self, info: FunctionInfo, trigger_value: Any, invocation_id: str) -> dict[str, Any]:
-        arguments: dict[str, Any] = {info.trigger_parameter: trigger_value}
-        for binding in info.input_bindings("durableClient"):
-            arguments[str(binding["name"])] = self._client_binding(binding)
-        if "context" in info.parameter_names and "context" not in arguments:
+    def _arguments(self, info: FunctionInfo, trigger: worker.TypedData, invocation_id: str) -> dict[str, Any]:
+        facts = info.worker_info
+        arguments: dict[str, Any] = {
+            info.trigger_parameter: worker.decode_argument(facts, info.trigger_parameter, trigger)
+        }
+        for binding in info.input_bindings(DURABLE_CLIENT):
+            name = str(binding["name"])
+            arguments[name] = worker.decode_argument(facts, name, worker.typed_string(self._client_binding(binding)))
+        if facts.requires_context:
             arguments["context"] = InvocationContext(invocation_id, info.name, self._app_directory)
+        for name in facts.output_types:
+            arguments[name] = worker.output_argument()
         return arguments
 
-    async def invoke(self, info: FunctionInfo, trigger_value: Any) -> Any:
-        """Run a function from the event loop; raises FunctionFailedError when it raises (already logged)."""
+    async def invoke(self, info: FunctionInfo, trigger: worker.TypedData) -> Any:
+        """Run a function from the event loop and return its encoded result (a Datum, or None without a return
+        binding); raises FunctionFailedError when the input cannot be decoded, the function raises or its result
+        cannot be encoded (already logged)."""
         invocation_id = str(uuid.uuid4())
-        arguments = self._arguments(info, trigger_value, invocation_id)
         try:
+            arguments = self._arguments(info, trigger, invocation_id)
             if info.is_async:
-                return await info.user_function(**arguments)
-            return await self._loop.run_in_executor(self._pool, functools.partial(info.user_function, **arguments))
+                returned = await info.user_function(**arguments)
+            else:
+                returned = await self._loop.run_in_executor(
+                    self._pool, functools.partial(info.user_function, **arguments)
+                )
+            return worker.encode_result(info.worker_info, returned)
         except Exception as error:
             failure = FunctionFailedError(info.name, invocation_id, error)
             log.error("Executed 'Functions.%s' (Failed, Id=%s)\n%s", info.name, invocation_id, failure.stack.rstrip())
             raise failure from error
 
-    def invoke_in_worker_thread(self, info: FunctionInfo, trigger_value: Any) -> Any:
-        """Run a sync function on the calling worker thread (used for orchestrator episodes)."""
+    def invoke_in_worker_thread(self, info: FunctionInfo, trigger: worker.TypedData) -> Any:
+        """Run a sync function on the calling worker thread (orchestrator episodes); returns its encoded result and
+        raises what the function raises."""
         invocation_id = str(uuid.uuid4())
-        return info.user_function(**self._arguments(info, trigger_value, invocation_id))
+        returned = info.user_function(**self._arguments(info, trigger, invocation_id))
+        return worker.encode_result(info.worker_info, returned)

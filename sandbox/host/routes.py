@@ -3,8 +3,10 @@
 Supported: literal segments (case-insensitive), `{name}`, optional `{name?}`, defaults `{name=value}`, catch-all
 `{*name}`, and inline constraints `{name:int}`, `:long`, `:bool`, `:alpha`, `:guid`, `:double`, `:float`,
 `:decimal`, `:datetime`, `:minlength(n)`, `:maxlength(n)`, `:length(n[,m])`, `:min(n)`, `:max(n)`,
-`:range(m,n)`, `:regex(...)`. Routes are tried in ASP.NET precedence order: literal before constrained parameter
-before parameter before optional before catch-all.
+`:range(m,n)`, `:regex(...)`, `:required`, `:file`, `:nonfile` (ASP.NET Core's default constraint map). A constraint
+outside it makes the template invalid (`RouteTemplateError`, ASP.NET's message), as it puts the function in error on
+Azure. Routes are tried in ASP.NET precedence order: literal before constrained parameter before parameter before
+optional before catch-all.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def _is_datetime(value: str) -> bool:
     return True
 
 
+def _is_file_name(value: str) -> bool:
+    """ASP.NET's FileNameRouteConstraint: the last segment has a dot followed somewhere by something else."""
+    last = value.rsplit("/", 1)[-1]
+    dot = last.find(".")
+    return dot >= 0 and last[dot + 1 :].strip(".") != ""
+
+
+class RouteTemplateError(ValueError):
+    """A route template ASP.NET Core routing refuses."""
+
+
 _SIMPLE_CONSTRAINTS: dict[str, Callable[[str], bool]] = {
     "int": lambda v: _is_int(v, _INT32),
     "long": lambda v: _is_int(v, _INT64),
@@ -62,6 +75,9 @@ _SIMPLE_CONSTRAINTS: dict[str, Callable[[str], bool]] = {
     "float": _is_float,
     "decimal": _is_float,
     "datetime": _is_datetime,
+    "required": lambda v: v != "",
+    "file": _is_file_name,
+    "nonfile": lambda v: not _is_file_name(v),
 }
 
 
@@ -89,7 +105,10 @@ def _constraint_check(constraint: str) -> Callable[[str], bool]:
     if name == "regex":
         pattern = re.compile(argument, re.IGNORECASE)
         return lambda v: pattern.search(v) is not None
-    return lambda v: True  # constraints the host does not know are not enforced
+    raise RouteTemplateError(
+        f"The constraint reference '{name}' could not be resolved to a type. Register the constraint type with "
+        "'Microsoft.AspNetCore.Routing.RouteOptions.ConstraintMap'."
+    )
 
 
 @dataclass(frozen=True)
