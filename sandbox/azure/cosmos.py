@@ -72,6 +72,7 @@ KIND_UNCHANGED = "unchanged"
 KIND_IDENTITY = "identity"
 KIND_UPDATE = "update"
 KIND_SQL_ROLE_ASSIGNMENT = "sqlRoleAssignment"
+TIMER_CONFIRM_KEY_STATUS = "confirmCustomerManagedKeyStatus"
 ACTION_SQL_ROLE_ASSIGNMENT_WRITE = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -718,7 +719,21 @@ def _apply(state: CloudState, account: JsonDict, operation: Operation) -> JsonDi
         key = find_key(state, vault, parsed.key_name) if vault is not None and parsed is not None else None
         version = parsed.version if parsed is not None and parsed.version else None
         properties["keyVaultKeyUriVersion"] = version or (current_key_version(key) if key is not None else None)
-        properties["customerManagedKeyStatus"] = CMK_CONFIRMED
+        lag = _key_status_lag(state, operation)
+        if lag > 0:
+            # The encryption has succeeded, but the account does not confirm the key yet (see keyStatusLagSeconds).
+            properties.pop("customerManagedKeyStatus", None)
+            state.add_timer(
+                {
+                    "id": f"{TIMER_CONFIRM_KEY_STATUS}/{operation.id}",
+                    "kind": TIMER_CONFIRM_KEY_STATUS,
+                    "dueAt": (operation.completed_at or operation.end) + lag,
+                    "accountId": operation.account_id,
+                    "keyUri": sent,
+                }
+            )
+        else:
+            properties["customerManagedKeyStatus"] = CMK_CONFIRMED
         return updated
     if operation.kind == KIND_UNCHANGED:
         return updated
@@ -732,3 +747,27 @@ def _apply(state: CloudState, account: JsonDict, operation: Operation) -> JsonDi
         if name not in READ_ONLY_PROPERTIES:  # ARM ignores read-only properties in a PATCH body
             properties[name] = copy.deepcopy(value)
     return updated
+
+
+def _key_status_lag(state: CloudState, operation: Operation) -> float:
+    if operation.kind != KIND_ENABLE_CMK:
+        return 0.0
+    facts = state.account_facts(operation.account_id)
+    if facts.key_status_lag_seconds is not None:
+        return facts.key_status_lag_seconds
+    return state.settings.encryption.key_status_lag_seconds
+
+
+def fire_timer(state: CloudState, timer: JsonDict) -> None:
+    """A timer set by this module fell due: the account now confirms the key it was enabled with."""
+    if timer.get("kind") != TIMER_CONFIRM_KEY_STATUS:
+        return
+    account = state.get(str(timer["accountId"]))
+    if account is None:
+        return
+    current = (account.get("properties") or {}).get("keyVaultKeyUri")
+    if not isinstance(current, str) or not same_key_uri(current, str(timer["keyUri"])):
+        return  # the key changed meanwhile (a rotation sets its own status)
+    updated = copy.deepcopy(account)
+    updated.setdefault("properties", {})["customerManagedKeyStatus"] = CMK_CONFIRMED
+    state.put_resource(updated)

@@ -18,15 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.azure.ids import (
+    ACCOUNT_TYPE,
     KEY_TYPE,
     JsonDict,
     id_key,
     parse_resource_id,
+    region_slug,
     resource_type_of,
 )
 from sandbox.azure.store import StateStore
-from sandbox.azure.tokens import TokenClaims
-from sandbox.azure.world import AccountData, SimulatorSettings, World
+from sandbox.azure.tokens import TokenClaims, derived_guid
+from sandbox.azure.world import DEFAULT_BUSY_OPERATION, AccountData, SimulatorSettings, World, WorldError
 from sandbox.clock import ClockAnchor, SimClock
 
 # Created-at stamp for resources that come from the world file: long before the simulated "now", so role
@@ -119,6 +121,8 @@ class Operation:
 
 
 OperationCompleter = Callable[["CloudState", Operation], None]
+# A timer: {"id", "kind", "dueAt" (simulated epoch seconds), ...}; fired once by settle() when due.
+TimerHandler = Callable[["CloudState", JsonDict], None]
 
 
 class CloudState:
@@ -141,7 +145,9 @@ class CloudState:
         self.pending_deliveries: dict[str, JsonDict] = {}
         self.faults: list[JsonDict] = []
         self.event_subscriptions: list[JsonDict] = []
+        self.timers: dict[str, JsonDict] = {}
         self.operation_completer: OperationCompleter | None = None
+        self.timer_handler: TimerHandler | None = None
         self.event_listener: Callable[[], None] | None = None
         self._last_anchor: ClockAnchor | None = None
         self.rng = random.Random(settings.random_seed)
@@ -166,6 +172,7 @@ class CloudState:
         for key, data in world.account_data.items():
             self.account_data[key] = data
             self.store.put("accountData", key, data.to_json())
+        self._start_busy_operations()
         for rule in settings.faults:
             self.add_fault(dict(rule))
         for subscription in settings.event_subscriptions:
@@ -193,6 +200,8 @@ class CloudState:
             self.operations[operation.id.lower()] = operation
             if operation.running:
                 self._running[id_key(operation.account_id)] = operation
+        for key, timer in store.items("timers"):
+            self.timers[key] = timer
         self.faults = sorted((rule for _key, rule in store.items("faults")), key=lambda rule: str(rule["id"]))
         self.event_subscriptions = sorted(
             (subscription for _key, subscription in store.items("eventSubscriptions")),
@@ -204,6 +213,38 @@ class CloudState:
         self.deliveries_log = store.log_entries("deliveries")
         self.request_sequence = self.requests_log[-1]["sequence"] if self.requests_log else 0
         self.delivery_sequence = self.deliveries_log[-1]["sequence"] if self.deliveries_log else 0
+
+    def _start_busy_operations(self) -> None:
+        """Accounts the world says are busy (`busyForSeconds`) run an operation of their own from the start."""
+        now = self.now()
+        for key, data in self.account_data.items():
+            if not data.busy_for_seconds:
+                continue
+            account = self.resources.get(key) if resource_type_of(key) == ACCOUNT_TYPE else None
+            parsed = parse_resource_id(key)
+            if account is None or parsed is None:
+                raise WorldError(f"accountData[{key!r}].busyForSeconds: the world has no such database account")
+            # Someone else's operation (a scale-out, a failover...): its principal is nobody the app knows.
+            principal = derived_guid("busy-operation", key)
+            self.add_operation(
+                Operation(
+                    id=self.new_operation_id(),
+                    account_id=str(account["id"]),
+                    subscription_id=parsed.subscription_id,
+                    region=region_slug(str(account.get("location", ""))),
+                    kind=data.busy_operation or DEFAULT_BUSY_OPERATION,
+                    changes={},
+                    requested_by=principal,
+                    requested_by_claims={"oid": principal, "tid": self.tenant_id},
+                    request_url="",
+                    request_method="",
+                    api_version="",
+                    start=now,
+                    end=now + data.busy_for_seconds,
+                    outcome="Succeeded",
+                    error=None,
+                )
+            )
 
     @staticmethod
     def stored_settings(store: StateStore) -> JsonDict | None:
@@ -319,25 +360,53 @@ class CloudState:
         self.store.put("operations", operation.id.lower(), operation.to_json())
 
     def settle(self) -> None:
-        """Complete every operation whose scheduled end has passed, in order of their end times."""
-        now = self.now()
-        due = sorted(
-            (operation for operation in self._running.values() if operation.end <= now),
-            key=lambda operation: (operation.end, operation.start),
-        )
-        for operation in due:
-            # Off the running index first: the completer reads the account as it will be once unlocked.
-            self._running.pop(id_key(operation.account_id), None)
-            operation.status = operation.outcome
-            operation.completed_at = operation.end
-            if self.operation_completer is not None:
-                self.operation_completer(self, operation)
-            self.save_operation(operation)
+        """Complete every operation and fire every timer whose time has passed, in order of their times."""
+        while True:
+            now = self.now()
+            due: list[tuple[float, float, Operation | None, JsonDict | None]] = [
+                (operation.end, operation.start, operation, None)
+                for operation in self._running.values()
+                if operation.end <= now
+            ]
+            due += [
+                (float(timer["dueAt"]), float(timer["dueAt"]), None, timer)
+                for timer in self.timers.values()
+                if float(timer["dueAt"]) <= now
+            ]
+            if not due:
+                return
+            due.sort(key=lambda item: (item[0], item[1], item[2] is None))
+            for _moment, _start, operation, timer in due:
+                if operation is not None:
+                    self._complete(operation)
+                elif timer is not None:
+                    self._fire(timer)
+
+    def _complete(self, operation: Operation) -> None:
+        # Off the running index first: the completer reads the account as it will be once unlocked.
+        self._running.pop(id_key(operation.account_id), None)
+        operation.status = operation.outcome
+        operation.completed_at = operation.end
+        if self.operation_completer is not None:
+            self.operation_completer(self, operation)
+        self.save_operation(operation)
+
+    def add_timer(self, timer: JsonDict) -> None:
+        """Schedule `timer_handler(state, timer)` at `timer["dueAt"]` (persisted, so it survives a restart)."""
+        self.timers[str(timer["id"])] = timer
+        self.store.put("timers", str(timer["id"]), timer)
+
+    def _fire(self, timer: JsonDict) -> None:
+        self.timers.pop(str(timer["id"]), None)
+        self.store.delete("timers", str(timer["id"]))
+        if self.timer_handler is not None:
+            self.timer_handler(self, timer)
 
     def schedule_state(self) -> tuple[bool, float | None]:
-        """(something is due now, simulated time of the next thing due): operation ends and event deliveries."""
+        """(something is due now, simulated time of the next thing due): operation ends, timers, event deliveries."""
         now = self.now()
         times = [operation.end for operation in self._running.values()]
+        times += [float(timer["dueAt"]) for timer in self.timers.values()]
         times += [float(delivery["dueAt"]) for delivery in self.pending_deliveries.values()]
         due_now = any(moment <= now for moment in times)
         upcoming = [moment for moment in times if moment > now]

@@ -60,6 +60,7 @@ class AzureSimulator:
         self.clock = _continue_clock(clock, time_scale, CloudState.stored_clock_anchor(store))
         self.state = CloudState(loaded, self.clock, store, settings)
         self.state.operation_completer = cosmos.complete_operation
+        self.state.timer_handler = cosmos.fire_timer
         self.world = loaded
         self._server = SimulatorServer(self.state, self.tls, port=port, identity_port=identity_port)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -8,6 +8,7 @@ so a user can rehearse on an export of their own accounts.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class EncryptionModel:
     default_spare_ru_per_second: float = 1000.0
     failure_after_seconds: float = 120.0
     scan_min_spare_ru_per_second: float = 50.0
+    # After a successful encryption, customerManagedKeyStatus stays absent this long before it confirms the key.
+    key_status_lag_seconds: float = 0.0
 
     def duration_seconds(self, data_size_gib: float, spare_ru_per_second: float) -> float:
         data_kib = data_size_gib * 1024 * 1024
@@ -170,14 +173,24 @@ def _dataclass_from_json(cls: Any, data: JsonDict, where: str) -> Any:
     return replace(defaults, **values)
 
 
+# Operation kinds with their own meaning in the simulator, which a world's busy account cannot claim.
+RESERVED_OPERATION_KINDS = frozenset(
+    {"enablecustomermanagedkey", "rotatecustomermanagedkey", "sqlroleassignment", "unchanged"}
+)
+DEFAULT_BUSY_OPERATION = "update"
+
+
 @dataclass(frozen=True)
 class AccountData:
-    """Data-plane facts of one account (see README: accountData)."""
+    """Data-plane facts of one account, and the state it starts in (see README: accountData)."""
 
     data_size_gib: float | None = None
     spare_ru_per_second: float | None = None
     largest_document_id_bytes: int | None = None
     databases: dict[str, dict[str, list[JsonDict]]] | None = None
+    key_status_lag_seconds: float | None = None
+    busy_for_seconds: float | None = None
+    busy_operation: str | None = None
 
     def to_json(self) -> JsonDict:
         result: JsonDict = {}
@@ -189,13 +202,27 @@ class AccountData:
             result["largestDocumentIdBytes"] = self.largest_document_id_bytes
         if self.databases is not None:
             result["databases"] = self.databases
+        if self.key_status_lag_seconds is not None:
+            result["keyStatusLagSeconds"] = self.key_status_lag_seconds
+        if self.busy_for_seconds is not None:
+            result["busyForSeconds"] = self.busy_for_seconds
+        if self.busy_operation is not None:
+            result["busyOperation"] = self.busy_operation
         return result
 
     @classmethod
     def from_json(cls, data: JsonDict, where: str) -> AccountData:
         if not isinstance(data, dict):
             raise WorldError(f"{where} must be an object")
-        known = {"dataSizeGiB", "spareRuPerSecond", "largestDocumentIdBytes", "databases"}
+        known = {
+            "dataSizeGiB",
+            "spareRuPerSecond",
+            "largestDocumentIdBytes",
+            "databases",
+            "keyStatusLagSeconds",
+            "busyForSeconds",
+            "busyOperation",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise WorldError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -205,16 +232,30 @@ class AccountData:
         databases = data.get("databases")
         if databases is not None:
             _check_databases(databases, f"{where}.databases")
-        size = data.get("dataSizeGiB")
-        spare = data.get("spareRuPerSecond")
-        for name, value in (("dataSizeGiB", size), ("spareRuPerSecond", spare)):
-            if value is not None and (not isinstance(value, int | float) or value < 0):
+        numbers = {}
+        for name in ("dataSizeGiB", "spareRuPerSecond", "keyStatusLagSeconds", "busyForSeconds"):
+            value = data.get(name)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
                 raise WorldError(f"{where}.{name} must be a non-negative number")
+            numbers[name] = None if value is None else float(value)
+        busy_operation = data.get("busyOperation")
+        if busy_operation is not None:
+            if not isinstance(busy_operation, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", busy_operation):
+                raise WorldError(f"{where}.busyOperation must be a name such as 'scale' (letters and digits)")
+            if busy_operation.lower() in RESERVED_OPERATION_KINDS:
+                raise WorldError(
+                    f"{where}.busyOperation cannot be {busy_operation!r}: the simulator gives it a meaning"
+                )
+            if not numbers["busyForSeconds"]:
+                raise WorldError(f"{where}.busyOperation needs a positive busyForSeconds")
         return cls(
-            data_size_gib=None if size is None else float(size),
-            spare_ru_per_second=None if spare is None else float(spare),
+            data_size_gib=numbers["dataSizeGiB"],
+            spare_ru_per_second=numbers["spareRuPerSecond"],
             largest_document_id_bytes=largest,
             databases=databases,
+            key_status_lag_seconds=numbers["keyStatusLagSeconds"],
+            busy_for_seconds=numbers["busyForSeconds"],
+            busy_operation=busy_operation,
         )
 
 
