@@ -285,14 +285,14 @@ def check_document_ids(scan: DocumentIdScan) -> list[Finding]:
                 "and fails the operation if any id is over 990 bytes.",
             )
         ]
-    longest = scan["longestIdBytes"]
-    if longest is not None and longest > MAX_DOCUMENT_ID_BYTES:
+    offender = scan["offendingId"]
+    if scan["status"] == "found" and offender is not None:
         return [
             blocking(
                 Code.DOCUMENT_ID_TOO_LONG,
-                f"{scan['offendingIds']} document id(s) are over {MAX_DOCUMENT_ID_BYTES} bytes (longest "
-                f"{longest} bytes, in {', '.join(scan['offendingContainers'])}); encryption would fail until "
-                "they are deleted or re-keyed.",
+                f"A document id in {offender['container']} is {offender['bytes']} bytes ({offender['characters']} "
+                f"characters), over the {MAX_DOCUMENT_ID_BYTES} bytes CMK allows (the scan stops at the first such "
+                "id); encryption would fail until such documents are deleted or re-keyed.",
             )
         ]
     return []

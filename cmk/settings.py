@@ -82,6 +82,23 @@ _ALL = (
         "Whether preflight queries the data plane for document ids over 990 bytes (needs data-plane read).",
     ),
     Setting(
+        "CMK_DOCUMENT_ID_SCAN_RU_PER_SECOND",
+        "100",
+        "Request units per second the document-id scan may spend on the account (it paces itself on each "
+        "response's x-ms-request-charge, at low priority).",
+    ),
+    Setting(
+        "CMK_DOCUMENT_ID_SCAN_SECONDS",
+        "120",
+        "Time budget of the whole document-id scan; past it the scan stops and preflight warns "
+        "DOCUMENT_ID_SCAN_UNAVAILABLE (Azure's own scan still guards the encryption).",
+    ),
+    Setting(
+        "CMK_DOCUMENT_ID_SCAN_PAGE_SIZE",
+        "100",
+        "Items per page of the document-id queries (max_item_count); each 429 halves it for the queries that follow.",
+    ),
+    Setting(
         "CMK_KEY_VAULT_SUBSCRIPTIONS",
         "[]",
         "JSON list of subscription ids to search for key vaults besides the account's own subscription.",

@@ -98,6 +98,15 @@ param cmkApprovalTimeoutHours string = '72'
 @description('CMK_DOCUMENT_ID_SCAN: whether preflight scans for document ids over 990 bytes (needs the Cosmos DB data-plane reader role).')
 param cmkDocumentIdScan string = 'true'
 
+@description('CMK_DOCUMENT_ID_SCAN_RU_PER_SECOND: request units per second the document-id scan may spend on an account (low priority, self-paced).')
+param cmkDocumentIdScanRuPerSecond string = '100'
+
+@description('CMK_DOCUMENT_ID_SCAN_SECONDS: time budget of the document-id scan; past it preflight warns DOCUMENT_ID_SCAN_UNAVAILABLE.')
+param cmkDocumentIdScanSeconds string = '120'
+
+@description('CMK_DOCUMENT_ID_SCAN_PAGE_SIZE: items per page of the document-id queries; each 429 halves it for the next queries.')
+param cmkDocumentIdScanPageSize string = '100'
+
 @description('CMK_KEY_VAULT_SUBSCRIPTIONS: subscription ids to search for key vaults besides the account\'s own.')
 param cmkKeyVaultSubscriptions array = []
 
@@ -256,6 +265,9 @@ var appSettings = {
   CMK_RBAC_PROPAGATION_WAIT_SECONDS: cmkRbacPropagationWaitSeconds
   CMK_APPROVAL_TIMEOUT_HOURS: cmkApprovalTimeoutHours
   CMK_DOCUMENT_ID_SCAN: cmkDocumentIdScan
+  CMK_DOCUMENT_ID_SCAN_RU_PER_SECOND: cmkDocumentIdScanRuPerSecond
+  CMK_DOCUMENT_ID_SCAN_SECONDS: cmkDocumentIdScanSeconds
+  CMK_DOCUMENT_ID_SCAN_PAGE_SIZE: cmkDocumentIdScanPageSize
   CMK_KEY_VAULT_SUBSCRIPTIONS: string(cmkKeyVaultSubscriptions)
   CMK_ACTIVITY_MAX_ATTEMPTS: cmkActivityMaxAttempts
   CMK_ACTIVITY_RETRY_SECONDS: cmkActivityRetrySeconds

@@ -5,11 +5,23 @@ path prefix when it joins resource paths). Supported calls: the database-account
 and container feeds and reads, partition key ranges (one range "0"), the query plan, and queries of exactly
 these shapes (alias free, parameter or number on the right):
 
-    SELECT c.id FROM c [WHERE LENGTH(c.id) > @minChars]      (also `>=`, `SELECT VALUE c.id`, `SELECT *`)
+    SELECT [TOP n] c.id FROM c [WHERE LENGTH(c.id) > @a [AND LENGTH(c.id) <= @b ...]]
+        (comparisons >, >=, <, <=, =; also `SELECT VALUE c.id` and `SELECT *`)
 
 Authentication is Entra ID only (`type=aad&ver=1.0&sig=<jwt>`). Like the real service the data plane enforces
 its own RBAC (sqlRoleAssignments on the account, unless simulator.enforceDataPlaneRbac is false) and the
 account firewall (publicNetworkAccess Disabled, or ipRules that do not include 127.0.0.1, block the scan).
+
+Request units. A filter on LENGTH(c.id) cannot use the index, so a query page reads documents one by one: a page
+ends when it holds `x-ms-max-item-count` results, when it has read DOCUMENTS_READ_PER_PAGE documents (the
+backend's own per-page execution limit: sparse filters return empty pages with a continuation), at TOP n, or at
+the end of the container. It costs QUERY_BASE_CHARGE + QUERY_CHARGE_PER_DOCUMENT_READ x documents read RU
+(`x-ms-request-charge`). Queries and document feeds are charged to the account on the simulated clock; when the
+RU charged over the last (simulated) second has reached the request's limit the request is refused with 429,
+substatus 3200 and `x-ms-retry-after-ms`. A low-priority request (`x-ms-cosmos-priority-level: Low`) may use only
+the account's spare throughput (accountData `spareRuPerSecond`); a normal one takes from the workload's share and
+is limited only by `provisionedRuPerSecond` when the world gives it. Synthesized containers (`documentCount`, up
+to millions of documents) are never materialized: their ids are computed from their position.
 """
 
 from __future__ import annotations
@@ -18,9 +30,13 @@ import base64
 import fnmatch
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
+import weakref
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -48,10 +64,16 @@ BUILTIN_DATA_ROLES = {
 DEFAULT_PAGE_SIZE = 100
 SYNTHETIC_DATABASE = "appdb"
 SYNTHETIC_CONTAINER = "items"
+# Request units of a query page (module docstring). A scan that cannot use the index is charged per document read;
+# about 2 RU per 100 documents is a stand-in of the right order for small documents, not a measured constant.
+QUERY_BASE_CHARGE = 2.5
+QUERY_CHARGE_PER_DOCUMENT_READ = 0.02
+DOCUMENTS_READ_PER_PAGE = 1000
+THROTTLE_WINDOW_SECONDS = 1.0
 _QUERY = re.compile(
-    r"^\s*SELECT\s+(?P<value>VALUE\s+)?(?P<projection>\*|(?P<projected>[A-Za-z_]\w*)\.id)\s+"
-    r"FROM\s+(?P<alias>[A-Za-z_]\w*)"
-    r"(?:\s+WHERE\s+LENGTH\s*\(\s*(?P<measured>[A-Za-z_]\w*)\.id\s*\)\s*(?P<op>>=|>)\s*(?P<rhs>@\w+|\d+))?\s*$",
+    r"^\s*SELECT\s+(?:TOP\s+(?P<top>\d+|@\w+)\s+)?(?P<value>VALUE\s+)?"
+    r"(?P<projection>\*|(?P<projected>[A-Za-z_]\w*)\.id)\s+"
+    r"FROM\s+(?P<alias>[A-Za-z_]\w*)(?:\s+WHERE\s+(?P<where>.+?))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -65,15 +87,24 @@ class DataPlaneReply:
 
 
 class DataPlaneError(Exception):
-    def __init__(self, status: int, code: str, message: str, substatus: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        substatus: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.substatus = substatus
+        self.headers = headers or {}
 
     def reply(self) -> DataPlaneReply:
         headers = {"x-ms-substatus": str(self.substatus)} if self.substatus is not None else {}
+        headers.update(self.headers)
         body = {
             "code": self.code,
             "message": f"{self.message}\r\nActivityId: {uuid.uuid4()}, Microsoft.Azure.Documents.Common/2.14.0",
@@ -84,6 +115,96 @@ class DataPlaneError(Exception):
 # ----------------------------------------------------------------------------- documents
 
 
+class Documents:
+    """The documents of one container, by position (what a scan reads in order)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def id_at(self, index: int) -> str:
+        raise NotImplementedError
+
+    def document_at(self, index: int) -> JsonDict:
+        return {"id": self.id_at(index)}
+
+    def longest_id(self) -> str | None:
+        raise NotImplementedError
+
+    def scan(self, start: int, keep: Callable[[str], bool], max_items: int, max_read: int) -> tuple[list[int], int]:
+        """Positions from `start` whose id passes `keep`, at most `max_items` of them, reading at most `max_read`
+        documents; and how many documents were read (the page stops at its last result when it is full)."""
+        end = min(len(self), start + max_read)
+        found: list[int] = []
+        index = start
+        while index < end and len(found) < max_items:
+            if keep(self.id_at(index)):
+                found.append(index)
+            index += 1
+        return found, index - start
+
+
+class ListedDocuments(Documents):
+    """Explicit documents from accountData `databases`."""
+
+    def __init__(self, documents: list[JsonDict]) -> None:
+        self._documents = documents
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def id_at(self, index: int) -> str:
+        return str(self._documents[index]["id"])
+
+    def document_at(self, index: int) -> JsonDict:
+        return self._documents[index]
+
+    def longest_id(self) -> str | None:
+        ids = [str(document["id"]) for document in self._documents]
+        return max(ids, key=lambda value: len(value.encode("utf-8"))) if ids else None
+
+
+class SyntheticDocuments(Documents):
+    """`count` documents with ids of one length (36-character GUIDs, or shorter when the largest id is shorter),
+    the last one replaced by the long id when there is one. Ids are computed from the position, so a container of
+    millions costs nothing until a page reads it, and a page whose filter rejects the common length is O(1)."""
+
+    def __init__(self, seed: str, count: int, short_length: int | None, long_id: str | None) -> None:
+        self._seed = seed
+        self._count = count
+        self._short_length = short_length
+        self._long_id = long_id
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _short_id(self, index: int) -> str:
+        if self._short_length is None:
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self._seed}/{index}"))
+        width = self._short_length
+        return f"{index:0{width}d}"[-width:]
+
+    def id_at(self, index: int) -> str:
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        if self._long_id is not None and index == self._count - 1:
+            return self._long_id
+        return self._short_id(index)
+
+    def longest_id(self) -> str | None:
+        if self._long_id is not None:
+            return self._long_id
+        return self._short_id(0) if self._count else None
+
+    def scan(self, start: int, keep: Callable[[str], bool], max_items: int, max_read: int) -> tuple[list[int], int]:
+        if keep(self._short_id(0)):
+            return super().scan(start, keep, max_items, max_read)  # dense: at most max_items ids are computed
+        end = min(self._count, start + max_read)
+        last = self._count - 1
+        if self._long_id is not None and start <= last < end and max_items > 0 and keep(self._long_id):
+            return [last], last + 1 - start
+        return [], end - start
+
+
 def _id_of_length(length: int, seed: str) -> str:
     alphabet = hashlib.sha256(seed.encode()).hexdigest()
     prefix = "long-id-"
@@ -91,20 +212,31 @@ def _id_of_length(length: int, seed: str) -> str:
     return (prefix + filler)[:length]
 
 
-def account_documents(state: CloudState, account: JsonDict) -> dict[str, dict[str, list[JsonDict]]]:
-    """The documents of an account: explicit `databases` from accountData, or a small synthesized container."""
+DEFAULT_DOCUMENT_COUNT = 10
+
+
+def account_documents(state: CloudState, account: JsonDict) -> dict[str, dict[str, Documents]]:
+    """The documents of an account: explicit `databases` from accountData, or one synthesized container of
+    `documentCount` documents (default 10, plus the long one when `largestDocumentIdBytes` is over 36)."""
     facts = state.account_facts(str(account["id"]))
     if facts.databases is not None:
-        return facts.databases
+        return {
+            database: {container: ListedDocuments(documents) for container, documents in containers.items()}
+            for database, containers in facts.databases.items()
+        }
     name = str(account.get("name", ""))
-    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{index}")) for index in range(10)]
     largest = facts.largest_document_id_bytes
-    if largest is not None:
-        if largest <= 36:
-            ids = [f"{index:0{largest}d}"[-largest:] for index in range(10)] if largest >= 2 else ["a"]
-        else:
-            ids.append(_id_of_length(largest, name))
-    return {SYNTHETIC_DATABASE: {SYNTHETIC_CONTAINER: [{"id": document_id} for document_id in ids]}}
+    short_length: int | None = None
+    long_id: str | None = None
+    if largest is not None and largest <= 36:
+        short_length = largest
+    elif largest is not None:
+        long_id = _id_of_length(largest, name)
+    count = facts.document_count
+    if count is None:
+        count = DEFAULT_DOCUMENT_COUNT + (1 if long_id is not None else 0)
+    documents = SyntheticDocuments(name, count, short_length, long_id)
+    return {SYNTHETIC_DATABASE: {SYNTHETIC_CONTAINER: documents}}
 
 
 def largest_document_id(state: CloudState, account: JsonDict) -> tuple[int, str] | None:
@@ -112,10 +244,12 @@ def largest_document_id(state: CloudState, account: JsonDict) -> tuple[int, str]
     best: tuple[int, str] | None = None
     for database, containers in account_documents(state, account).items():
         for container, documents in containers.items():
-            for document in documents:
-                size = len(str(document["id"]).encode("utf-8"))
-                if best is None or size > best[0]:
-                    best = (size, f"{database}/{container}")
+            longest = documents.longest_id()
+            if longest is None:
+                continue
+            size = len(longest.encode("utf-8"))
+            if best is None or size > best[0]:
+                best = (size, f"{database}/{container}")
     return best
 
 
@@ -313,10 +447,10 @@ def _route(state: CloudState, account: JsonDict, claims: TokenClaims, request: D
         )
         if method == "POST" and is_query:
             _authorize(state, account, claims, EXECUTE_QUERY, container_path)
-            return _query(documents, collection_rid, request)
+            return _query(state, account, documents, collection_rid, request)
         if method == "GET":
             _authorize(state, account, claims, READ_ITEMS, container_path)
-            return _page([_with_system_properties(doc, collection_rid) for doc in documents], collection_rid, request)
+            return _charged(state, account, request, lambda: _read_feed(documents, collection_rid, request))
     raise DataPlaneError(
         405 if tail == "docs" else 404,
         "MethodNotAllowed" if tail == "docs" else "NotFound",
@@ -481,42 +615,98 @@ def _with_system_properties(document: JsonDict, collection_rid: str) -> JsonDict
     }
 
 
-def _query(documents: list[JsonDict], collection_rid: str, request: DataPlaneRequest) -> DataPlaneReply:
+_CONDITION = re.compile(
+    r"^LENGTH\s*\(\s*(?P<measured>[A-Za-z_]\w*)\.id\s*\)\s*(?P<op>>=|<=|>|<|=)\s*(?P<rhs>@\w+|\d+)$",
+    re.IGNORECASE,
+)
+_COMPARISONS: dict[str, Callable[[int, float], bool]] = {
+    ">": lambda length, bound: length > bound,
+    ">=": lambda length, bound: length >= bound,
+    "<": lambda length, bound: length < bound,
+    "<=": lambda length, bound: length <= bound,
+    "=": lambda length, bound: length == bound,
+}
+
+
+@dataclass(frozen=True)
+class _ParsedQuery:
+    top: int | None
+    select_value: bool
+    select_all: bool
+    keep: Callable[[str], bool]
+
+
+def _unsupported(query_text: str) -> DataPlaneError:
+    return DataPlaneError(
+        400,
+        "BadRequest",
+        "The simulated data plane only evaluates 'SELECT [TOP n] [VALUE] c.id FROM c [WHERE LENGTH(c.id) > @n "
+        f"[AND LENGTH(c.id) <= @m ...]]' (and SELECT *); this query is not supported: {query_text!r}",
+    )
+
+
+def _parse_query(query_text: str, parameters: list[Any]) -> _ParsedQuery:
+    match = _QUERY.match(query_text)
+    if match is None:
+        raise _unsupported(query_text)
+    alias = match.group("alias").lower()
+    projected = match.group("projected")
+    if (projected is not None and projected.lower() != alias) or (
+        match.group("value") and match.group("projection") == "*"
+    ):
+        raise _unsupported(query_text)
+    checks: list[tuple[Callable[[int, float], bool], float]] = []
+    where = match.group("where")
+    for condition in re.split(r"\s+AND\s+", where.strip(), flags=re.IGNORECASE) if where else []:
+        found = _CONDITION.match(condition.strip())
+        if found is None or found.group("measured").lower() != alias:
+            raise _unsupported(query_text)
+        checks.append((_COMPARISONS[found.group("op")], _parameter_value(found.group("rhs"), parameters)))
+    top: int | None = None
+    if match.group("top") is not None:
+        top = int(_parameter_value(match.group("top"), parameters))
+
+    def keep(document_id: str) -> bool:
+        length = len(document_id)  # LENGTH counts characters, not bytes
+        return all(compare(length, bound) for compare, bound in checks)
+
+    return _ParsedQuery(top, bool(match.group("value")), match.group("projection") == "*", keep)
+
+
+def _query(
+    state: CloudState, account: JsonDict, documents: Documents, collection_rid: str, request: DataPlaneRequest
+) -> DataPlaneReply:
     try:
         payload = json.loads(request.body or b"{}")
     except json.JSONDecodeError as error:
         raise DataPlaneError(400, "BadRequest", f"The query body is not valid JSON: {error}") from error
     query_text = str(payload.get("query", "")) if isinstance(payload, dict) else ""
-    match = _QUERY.match(query_text)
-    aliases_ok = match is not None and all(
-        match.group(group) is None or match.group(group).lower() == match.group("alias").lower()
-        for group in ("projected", "measured")
-    )
-    if match is None or not aliases_ok or (match.group("value") and match.group("projection") == "*"):
-        raise DataPlaneError(
-            400,
-            "BadRequest",
-            f"The simulated data plane only evaluates 'SELECT [VALUE] c.id FROM c [WHERE LENGTH(c.id) > @n]' "
-            f"(and SELECT *); this query is not supported: {query_text!r}",
-        )
+    parameters = (payload.get("parameters") or []) if isinstance(payload, dict) else []
+    parsed = _parse_query(query_text, parameters)
     if request.headers.get("x-ms-cosmos-is-query-plan-request", "").lower() == "true":
-        return DataPlaneReply(200, _query_plan(bool(match.group("value"))), _common_headers(), EXECUTE_QUERY)
-    minimum: float | None = None
-    if match.group("rhs") is not None:
-        minimum = _parameter_value(match.group("rhs"), payload.get("parameters") or [])
-    inclusive = match.group("op") == ">="
-    selected: list[Any] = []
-    for document in documents:
-        length = len(str(document["id"]))
-        if minimum is not None and not (length >= minimum if inclusive else length > minimum):
-            continue
-        if match.group("projection") == "*":
-            selected.append(_with_system_properties(document, collection_rid))
-        elif match.group("value"):
-            selected.append(document["id"])
-        else:
-            selected.append({"id": document["id"]})
-    return _page(selected, collection_rid, request, action=EXECUTE_QUERY)
+        plan = _query_plan(parsed.select_value, parsed.top)
+        return DataPlaneReply(200, plan, _common_headers(charge=0.0), EXECUTE_QUERY)
+
+    def shape(index: int) -> Any:
+        if parsed.select_all:
+            return _with_system_properties(documents.document_at(index), collection_rid)
+        if parsed.select_value:
+            return documents.id_at(index)
+        return {"id": documents.id_at(index)}
+
+    return _charged(
+        state,
+        account,
+        request,
+        lambda: _page(documents, collection_rid, request, parsed.keep, shape, parsed.top, EXECUTE_QUERY),
+    )
+
+
+def _read_feed(documents: Documents, collection_rid: str, request: DataPlaneRequest) -> DataPlaneReply:
+    def shape(index: int) -> Any:
+        return _with_system_properties(documents.document_at(index), collection_rid)
+
+    return _page(documents, collection_rid, request, lambda _document_id: True, shape, None, READ_ITEMS)
 
 
 def _parameter_value(reference: str, parameters: list[Any]) -> float:
@@ -531,12 +721,12 @@ def _parameter_value(reference: str, parameters: list[Any]) -> float:
     raise DataPlaneError(400, "BadRequest", f"The query parameter {reference} has no value.")
 
 
-def _query_plan(select_value: bool) -> JsonDict:
+def _query_plan(select_value: bool, top: int | None) -> JsonDict:
     return {
         "partitionedQueryExecutionInfoVersion": 2,
         "queryInfo": {
             "distinctType": "None",
-            "top": None,
+            "top": top,
             "offset": None,
             "limit": None,
             "orderBy": [],
@@ -554,7 +744,16 @@ def _query_plan(select_value: bool) -> JsonDict:
     }
 
 
-def _page(items: list[Any], collection_rid: str, request: DataPlaneRequest, action: str = READ_ITEMS) -> DataPlaneReply:
+def _page(
+    documents: Documents,
+    collection_rid: str,
+    request: DataPlaneRequest,
+    keep: Callable[[str], bool],
+    shape: Callable[[int], Any],
+    top: int | None,
+    action: str,
+) -> DataPlaneReply:
+    """One page of a scan in document order, and its request charge (see the module docstring)."""
     try:
         page_size = int(request.headers.get("x-ms-max-item-count", DEFAULT_PAGE_SIZE))
     except ValueError:
@@ -563,14 +762,129 @@ def _page(items: list[Any], collection_rid: str, request: DataPlaneRequest, acti
         page_size = DEFAULT_PAGE_SIZE
     token = request.headers.get("x-ms-continuation")
     offset = 0
+    returned = 0
     if token:
         try:
-            offset = int(json.loads(base64.b64decode(token))["offset"])
+            position = json.loads(base64.b64decode(token))
+            offset, returned = int(position["offset"]), int(position.get("returned", 0))
         except (ValueError, KeyError, TypeError) as error:
             raise DataPlaneError(400, "BadRequest", "The continuation token is not valid.") from error
-    page = items[offset : offset + page_size]
-    headers = _common_headers(charge=2.83 + 0.1 * len(page))
+    limit = page_size if top is None else max(0, min(page_size, top - returned))
+    found, read = documents.scan(offset, keep, limit, DOCUMENTS_READ_PER_PAGE) if limit else ([], 0)
+    page = [shape(index) for index in found]
+    offset += read
+    returned += len(page)
+    headers = _common_headers(charge=QUERY_BASE_CHARGE + QUERY_CHARGE_PER_DOCUMENT_READ * read)
     headers["x-ms-item-count"] = str(len(page))
-    if offset + page_size < len(items):
-        headers["x-ms-continuation"] = base64.b64encode(json.dumps({"offset": offset + page_size}).encode()).decode()
+    if offset < len(documents) and (top is None or returned < top):
+        position_json = json.dumps({"offset": offset, "returned": returned})
+        headers["x-ms-continuation"] = base64.b64encode(position_json.encode()).decode()
     return DataPlaneReply(200, {"_rid": collection_rid, "Documents": page, "_count": len(page)}, headers, action)
+
+
+# ----------------------------------------------------------------------------- request units
+
+
+@dataclass
+class _AccountWindow:
+    charges: deque[tuple[float, float]] = field(default_factory=deque)
+    total: float = 0.0
+
+    def consumed(self, now: float) -> float:
+        while self.charges and self.charges[0][0] <= now - THROTTLE_WINDOW_SECONDS:
+            _at, charge = self.charges.popleft()
+            self.total -= charge
+        if not self.charges:
+            self.total = 0.0
+        return self.total
+
+    def seconds_until_below(self, limit: float, now: float) -> float:
+        remaining = self.consumed(now)
+        for at, charge in self.charges:
+            remaining -= charge
+            if remaining < limit:
+                return max(0.001, at + THROTTLE_WINDOW_SECONDS - now)
+        return 0.001
+
+
+class RequestUnitLedger:
+    """Request units charged per account on the simulated clock: the last second of each account's charges (for
+    throttling) and a bounded history of charged and throttled requests (for tests). In memory only: like ARM's
+    token buckets, a restarted simulator starts with idle accounts."""
+
+    HISTORY = 200_000
+
+    def __init__(self) -> None:
+        self._windows: dict[str, _AccountWindow] = {}
+        self.history: deque[JsonDict] = deque(maxlen=self.HISTORY)
+
+    def window(self, account_id: str) -> _AccountWindow:
+        return self._windows.setdefault(id_key(account_id), _AccountWindow())
+
+
+_LEDGERS: weakref.WeakKeyDictionary[CloudState, RequestUnitLedger] = weakref.WeakKeyDictionary()
+
+
+def ledger(state: CloudState) -> RequestUnitLedger:
+    found = _LEDGERS.get(state)
+    if found is None:
+        found = _LEDGERS[state] = RequestUnitLedger()
+    return found
+
+
+def request_charges(state: CloudState, account_id: str | None = None) -> list[JsonDict]:
+    """Charged and throttled data-plane requests, oldest first: `{time (simulated epoch seconds), account, path,
+    priority ("Low" | "High"), status (200 | 429), charge}`; call under `state.lock`."""
+    wanted = id_key(account_id) if account_id is not None else None
+    return [dict(entry) for entry in ledger(state).history if wanted is None or entry["account"] == wanted]
+
+
+def _is_low_priority(headers: dict[str, str]) -> bool:
+    return headers.get("x-ms-cosmos-priority-level", "").strip().lower() == "low"
+
+
+def _throughput_limit(state: CloudState, account: JsonDict, low_priority: bool) -> float | None:
+    facts = state.account_facts(str(account["id"]))
+    if low_priority:
+        spare = facts.spare_ru_per_second
+        return spare if spare is not None else state.settings.encryption.default_spare_ru_per_second
+    return facts.provisioned_ru_per_second
+
+
+def _charged(
+    state: CloudState, account: JsonDict, request: DataPlaneRequest, serve: Callable[[], DataPlaneReply]
+) -> DataPlaneReply:
+    """Serve a request that consumes the account's throughput: 429 while the last second's charges have reached
+    the request's limit (spare RU/s for low priority), else serve it and charge what its reply says."""
+    account_id = str(account["id"])
+    window = ledger(state).window(account_id)
+    history = ledger(state).history
+    now = state.now()
+    low = _is_low_priority(request.headers)
+    limit = _throughput_limit(state, account, low)
+    entry: JsonDict = {
+        "time": now,
+        "account": id_key(account_id),
+        "path": "/" + "/".join(request.segments),
+        "priority": "Low" if low else "High",
+    }
+    if limit is not None and window.consumed(now) >= limit:
+        wait = window.seconds_until_below(limit, now)
+        history.append({**entry, "status": 429, "charge": 0.0})
+        headers = _common_headers(charge=0.0)
+        # The client sleeps in real time: the wait on the simulated clock, in real milliseconds.
+        headers["x-ms-retry-after-ms"] = str(max(1, math.ceil(state.clock.real_seconds(wait) * 1000)))
+        raise DataPlaneError(
+            429,
+            "TooManyRequests",
+            "Request rate is large. More Request Units may be needed, so no changes were made. Please retry this "
+            "request later. Learn more: http://aka.ms/cosmosdb-error-429",
+            substatus=3200,
+            headers=headers,
+        )
+    reply = serve()
+    charge = float(reply.headers.get("x-ms-request-charge", "0"))
+    window.charges.append((now, charge))
+    window.total += charge
+    history.append({**entry, "status": reply.status, "charge": charge})
+    return reply

@@ -191,6 +191,8 @@ class AccountData:
     key_status_lag_seconds: float | None = None
     busy_for_seconds: float | None = None
     busy_operation: str | None = None
+    document_count: int | None = None
+    provisioned_ru_per_second: float | None = None
 
     def to_json(self) -> JsonDict:
         result: JsonDict = {}
@@ -208,6 +210,10 @@ class AccountData:
             result["busyForSeconds"] = self.busy_for_seconds
         if self.busy_operation is not None:
             result["busyOperation"] = self.busy_operation
+        if self.document_count is not None:
+            result["documentCount"] = self.document_count
+        if self.provisioned_ru_per_second is not None:
+            result["provisionedRuPerSecond"] = self.provisioned_ru_per_second
         return result
 
     @classmethod
@@ -222,6 +228,8 @@ class AccountData:
             "keyStatusLagSeconds",
             "busyForSeconds",
             "busyOperation",
+            "documentCount",
+            "provisionedRuPerSecond",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -232,8 +240,20 @@ class AccountData:
         databases = data.get("databases")
         if databases is not None:
             _check_databases(databases, f"{where}.databases")
+        count = data.get("documentCount")
+        if count is not None:
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise WorldError(f"{where}.documentCount must be a positive integer")
+            if databases is not None:
+                raise WorldError(f"{where}: documentCount sizes the synthesized container; give it or databases")
         numbers = {}
-        for name in ("dataSizeGiB", "spareRuPerSecond", "keyStatusLagSeconds", "busyForSeconds"):
+        for name in (
+            "dataSizeGiB",
+            "spareRuPerSecond",
+            "keyStatusLagSeconds",
+            "busyForSeconds",
+            "provisionedRuPerSecond",
+        ):
             value = data.get(name)
             if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
                 raise WorldError(f"{where}.{name} must be a non-negative number")
@@ -256,6 +276,8 @@ class AccountData:
             key_status_lag_seconds=numbers["keyStatusLagSeconds"],
             busy_for_seconds=numbers["busyForSeconds"],
             busy_operation=busy_operation,
+            document_count=count,
+            provisioned_ru_per_second=numbers["provisionedRuPerSecond"],
         )
 
 
