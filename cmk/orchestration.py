@@ -111,7 +111,10 @@ def reattachment_from(output: Any, custom_status: Any, key_uri: str) -> Operatio
         account_id, status_url = output.get("accountId"), operation.get("statusUrl")
         if not same_key_uri(output.get("keyUri"), key_uri):
             return None
-    elif output is None and isinstance(custom_status, dict) and custom_status.get("phase") == "encrypting":
+    elif (
+        not isinstance(output, dict) and isinstance(custom_status, dict) and custom_status.get("phase") == "encrypting"
+    ):
+        # Terminated (the output is then the reason) or failed while it followed the encryption.
         account_id, status_url = custom_status.get("accountId"), custom_status.get("statusUrl")
     if not account_id:
         return None

@@ -172,7 +172,10 @@ def _row_when_done(reading: InstanceReading, current: CurrentAccount, account: P
 
 
 def _stopped_while_following(reading: InstanceReading) -> bool:
-    return reading["output"] is None and reading["phase"] in FOLLOWING_PHASES
+    """Ended without an outcome (terminated, or failed: the output is then the reason, or nothing) at a point
+    where the key PATCH may have been sent."""
+    has_outcome = isinstance(reading["output"], dict) and "outcome" in reading["output"]
+    return not has_outcome and reading["phase"] in FOLLOWING_PHASES
 
 
 def _must_follow_again(reading: InstanceReading, current: CurrentAccount) -> bool:
