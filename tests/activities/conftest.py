@@ -109,6 +109,9 @@ def build_world() -> dict[str, Any]:
                 }
             },
         ),
+        # Lost replies to the key PATCH (tests/activities/test_changes.py).
+        account(SUB, RG, "acct-lost-reply-reset"),
+        account(SUB, RG, "acct-lost-reply-504"),
     ]
     services = [
         b.account_service(next(a for a in accounts if a["name"] == "acct-views-service"), "MaterializedViewsBuilder")
@@ -129,7 +132,7 @@ def build_world() -> dict[str, Any]:
     ]
     resources += [b.sql_role_assignment(a, SYSTEM) for a in accounts]
     account_data = {
-        accounts[10]["id"]: {"largestDocumentIdBytes": 1000},
+        accounts[10]["id"]: {"largestDocumentIdBytes": 1000},  # acct-long-ids
         accounts[0]["id"]: {"dataSizeGiB": 2, "spareRuPerSecond": 1000},
     }
     assert key_uri

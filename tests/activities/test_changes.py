@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from activities.enable_cmk import enable_cmk_activity
 from activities.ensure_identity import ensure_identity_activity
 from activities.grant_key_access import grant_key_access_activity
@@ -12,6 +14,7 @@ from activities.poll_operation import poll_operation_activity
 from activities.preflight import preflight_activity
 from activities.verify_cmk import verify_cmk_activity
 from cmk.key_access import CRYPTO_SERVICE_ENCRYPTION_USER
+from sandbox.azure.testing import key_patches
 from tests.activities.conftest import Cloud
 
 
@@ -109,6 +112,7 @@ def test_enable_returns_at_once_and_poll_follows_to_success(cloud: Cloud) -> Non
     )
     before = cloud.last_sequence()
     enabled = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
+    assert enabled["status"] == "accepted"
     operation = enabled["operation"]
     patch = cloud.writes_since(before)
     assert [w["body"] for w in patch] == [{"properties": {"keyVaultKeyUri": plan["keyUri"]}}], "the key travels alone"
@@ -116,9 +120,11 @@ def test_enable_returns_at_once_and_poll_follows_to_success(cloud: Cloud) -> Non
 
     first = poll_operation_activity({"operation": operation})
     assert first["status"] == "Dequeued" and not first["terminal"] and first["readError"] is None
-    # A second PATCH while encrypting is refused by Azure: an outcome, not a crash.
-    refused = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
-    assert refused["refused"]["httpStatus"] == 409
+    # A retried attempt while Azure encrypts reads the account first and sends nothing: the PATCH is not repeated.
+    again = cloud.last_sequence()
+    retried = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
+    assert retried["status"] == "busy" and retried["operation"] is None
+    assert cloud.writes_since(again) == [], "no second key PATCH while the first one's encryption runs"
     statuses = [first["status"]]
     for _ in range(100):
         cloud.simulator.advance(600)
@@ -130,6 +136,34 @@ def test_enable_returns_at_once_and_poll_follows_to_success(cloud: Cloud) -> Non
     assert "InProgress" in statuses
     verification = verify_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
     assert verification["verified"], verification["detail"]
+
+
+@pytest.mark.parametrize(
+    ("account", "fault"),
+    [
+        ("acct-lost-reply-reset", {"kind": "resetAfterApply"}),
+        ("acct-lost-reply-504", {"kind": "statusAfterApply", "status": 504}),
+    ],
+)
+def test_a_key_patch_whose_reply_is_lost_is_not_sent_again(cloud: Cloud, account: str, fault: dict[str, Any]) -> None:
+    plan = plan_for(cloud, account)
+    step, _ = settle_identity(cloud, plan)
+    grant_key_access_activity(
+        {"vault": plan["vault"], "principalId": step["principalId"], "tenantId": step["tenantId"]}
+    )
+    before = cloud.last_sequence()
+    cloud.simulator.add_fault(
+        {"method": "PATCH", "path": account, "bodyContains": "keyVaultKeyUri", "count": 1, **fault}
+    )
+    try:
+        lost = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
+        # The answer left open whether Azure applied it: the activity read the account and found it encrypting.
+        assert lost["status"] == "busy" and lost["provisioningState"] == "Updating", lost
+        again = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})
+        assert again["status"] == "busy"
+    finally:
+        cloud.simulator.clear_faults()
+    assert len(key_patches(cloud.simulator, plan["accountId"], before)) == 1, "neither the SDK nor a retry re-sent it"
 
 
 def test_a_failed_operation_is_told_from_a_failed_read(cloud: Cloud) -> None:
