@@ -93,7 +93,11 @@ def _repeated(item_check: Any) -> Any:
 
 
 class _Message:
-    """A protobuf message: keyword fields only, unknown names refused, values checked against the field's type."""
+    """A protobuf message: keyword fields only, unknown names refused, values checked against the field's type.
+
+    A field given as None is left unset, as protobuf does; an unset field reads as None (protobuf would give its
+    type's default), which nothing here reads.
+    """
 
     FIELDS: ClassVar[dict[str, Any]] = {}
     ONEOF: ClassVar[tuple[str, ...]] = ()
