@@ -147,8 +147,11 @@ def test_a_second_request_for_a_running_account_gets_409_and_a_finished_one_rest
     app.post(f"cmk/instances/{instance_id}/approve")
     assert app.wait(instance_id)["output"]["outcome"] == "Enabled"
     again = app.start("ready-07")
-    assert again == instance_id
+    # A new orchestration with an id of its own (never a reused one), found under the account's prefix.
+    assert again != instance_id and again.split(".")[0] == instance_id.split(".")[0]
     assert app.wait(again)["output"]["outcome"] == "AlreadyEnabled"
+    listed = app.get("cmk/instances", prefix=instance_id.split(".")[0]).json()["instances"]
+    assert {i["instanceId"] for i in listed} == {instance_id, again}
 
 
 @pytest.mark.parametrize(
