@@ -18,8 +18,8 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from cmk import clients, settings
 from cmk.errors import InvalidRequest
-from cmk.fleet import expected_encryption_seconds
-from cmk.key_policy import KeyPolicy, parse_key_policy
+from cmk.fleet import PlannedAccount, expected_encryption_seconds
+from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
 from cmk.orchestration import AccountOutput, Outcome
 from cmk.requests import SYSTEM_ASSIGNED
 from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri, parse_scope
@@ -313,6 +313,35 @@ def report_row(output: AccountOutput, instance_id: str | None) -> ReportRow:
         "encryptionSeconds": (output.get("timings") or {}).get("encryptionSeconds"),
         "instanceId": instance_id,
     }
+
+
+def plan_accounts(request: RolloutRequest, discovery: Discovery) -> tuple[list[PlannedAccount], list[ReportRow]]:
+    """Which discovered accounts the rollout works on, each with its key, and a report row for every account it
+    cannot: not found by Resource Graph, or no key in the policy. Pure: the rollout orchestrator calls it."""
+    rows = [
+        unplanned_row(account, "Refused", "ACCOUNT_NOT_FOUND: not found by Resource Graph in its subscription")
+        for account in discovery["missing"]
+    ]
+    planned: list[PlannedAccount] = []
+    for account in discovery["accounts"]:
+        key_uri: str | None
+        if "keyUri" in request:
+            key_uri, source = request["keyUri"], "request"
+        else:
+            choice = choose_key(request["keyPolicy"], account["subscriptionId"], account["location"], account["tags"])
+            key_uri, source = choice["keyUri"], choice["source"]
+        if key_uri is None:
+            rows.append(unplanned_row(account["accountId"], "Refused", f"KEY_POLICY_NO_MATCH: {source}"))
+            continue
+        planned.append(
+            {
+                "accountId": account["accountId"],
+                "subscriptionId": account["subscriptionId"],
+                "keyUri": key_uri,
+                "expectedSeconds": account["expectedSeconds"],
+            }
+        )
+    return planned, rows
 
 
 def unplanned_row(account_id: str, outcome: Outcome, reason: str, key_uri: str | None = None) -> ReportRow:

@@ -22,7 +22,7 @@ from activities.grant_key_access import GRANT_KEY_ACCESS
 from activities.poll_operation import POLL_OPERATION
 from activities.preflight import PREFLIGHT
 from activities.verify_cmk import VERIFY_CMK
-from cmk.enablement import EnableResult
+from cmk.enablement import EnableResult, Verification
 from cmk.findings import Code, Finding, blocking_codes
 from cmk.operations import OperationReading, OperationRef
 from cmk.orchestration import (
@@ -38,9 +38,10 @@ from cmk.orchestration import (
     ResumeState,
     Timings,
 )
+from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, monitor_interval_seconds
 from cmk.preflight import Plan, PreflightResult
 from cmk.requests import EnablementRequest
-from orchestrators.steps import call_arm, first_line, iso, now_iso, report, sleep
+from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, sleep
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ MAX_IDENTITY_STEPS = 8
 IDENTITY_OPERATION_DEADLINE = timedelta(hours=2)
 # Attempts of the enable step whose answers leave open whether the PATCH applied, before following the account.
 MAX_ENABLE_ATTEMPTS = 5
-MAX_VERIFY_INTERVAL_SECONDS = 600
 
 
 class StepFailed(Exception):
@@ -221,7 +221,7 @@ def _preflight_until_idle(
         busy = next(f["message"] for f in result["findings"] if f["code"] == Code.ACCOUNT_BUSY)
         report(context, "waitingForAccount", request["accountId"], next_poll_at=iso(next_try), detail=busy)
         yield context.create_timer(next_try)
-        interval = min(interval * 2, config["pollMaxIntervalSeconds"])
+        interval = doubled(interval, config["pollMaxIntervalSeconds"])
 
 
 def _enable(
@@ -234,17 +234,15 @@ def _enable(
     result: EnableResult = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": ""}
     for _ in range(MAX_ENABLE_ATTEMPTS):
         try:
-            answer = yield from call_arm(
+            result = yield from call_arm(
                 context, ENABLE_CMK, {"accountId": request["accountId"], "keyUri": request["keyUri"]}, config
             )
+        except ArmCallFailed as refused:
+            if not maybe_sent:  # Azure refused before any attempt could have applied: nothing changed
+                raise StepFailed("Failed", str(refused)) from refused
+            result = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": str(refused)}
         except Exception as error:  # the activity failed after its retries: the PATCH may have been applied
-            answer = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": first_line(error)}
-        if isinstance(answer, dict) and ("refused" in answer or "throttled" in answer):
-            if not maybe_sent:
-                _raise_if_not_done(answer, "Azure refused the key PATCH")
-            problem = answer.get("refused") or answer.get("throttled")
-            answer = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": str(problem)}
-        result = answer
+            result = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": first_line(error)}
         if result["status"] == "differentKey":
             raise StepFailed("Refused", f"{Code.DIFFERENT_KEY_CONFIGURED}: {result['detail']}; nothing was changed.")
         if result["status"] == "missing":
@@ -259,9 +257,9 @@ def _enable(
 def _preflight(
     context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
 ) -> Generator[Any, Any, PreflightResult]:
-    result = yield from call_arm(context, PREFLIGHT, {"request": request, "asOf": now_iso(context)}, config)
-    _raise_if_not_done(result, "Azure refused a preflight read")
-    preflight: PreflightResult = result
+    preflight: PreflightResult = yield from call_arm(
+        context, PREFLIGHT, {"request": request, "asOf": now_iso(context)}, config
+    )
     return preflight
 
 
@@ -274,7 +272,6 @@ def _ensure_identity(
         step = yield from call_arm(
             context, ENSURE_IDENTITY, {"accountId": account_id, "identity": plan["identity"]}, config
         )
-        _raise_if_not_done(step, "Azure refused an identity change")
         if step["status"] == "ready":
             return step["principalId"], step["tenantId"]
         if step["status"] == "missing":
@@ -303,18 +300,23 @@ def _follow_operation(
     interval = config["pollIntervalSeconds"]
     polls = 0
     while True:
-        reading = yield from call_arm(context, POLL_OPERATION, {"operation": operation}, config)
+        try:
+            reading: OperationReading | None = yield from call_arm(
+                context, POLL_OPERATION, {"operation": operation}, config
+            )
+        except ArmCallFailed:
+            reading = None  # a failed read is not a failed operation: read again
         polls += 1
-        if "throttled" not in reading and "refused" not in reading and reading["terminal"]:
+        if reading is not None and reading["terminal"]:
             return dict(reading)
-        status = reading.get("status") if "status" in reading else None
-        wait = reading.get("retryAfterSeconds") or interval
+        status = reading["status"] if reading else None
+        wait = (reading["retryAfterSeconds"] if reading else None) or interval
         next_poll = context.current_utc_datetime + timedelta(seconds=wait)
         if next_poll > deadline:
             raise StepFailed("Failed", f"The {phase} operation did not finish within {IDENTITY_OPERATION_DEADLINE}.")
         report(context, phase, account_id, operation_status=status, next_poll_at=iso(next_poll), polls=polls)
         yield context.create_timer(next_poll)
-        interval = min(interval * 2, config["pollMaxIntervalSeconds"])
+        interval = doubled(interval, config["pollMaxIntervalSeconds"])
 
 
 def _grant_key_access(
@@ -328,7 +330,6 @@ def _grant_key_access(
     report(context, "keyAccess", request["accountId"], detail=plan["vault"]["permissionModel"])
     payload = {"vault": plan["vault"], "principalId": principal_id, "tenantId": tenant_id}
     grant = yield from call_arm(context, GRANT_KEY_ACCESS, payload, config)
-    _raise_if_not_done(grant, "Azure refused the Key Vault permission change")
     if grant["propagationWaitSeconds"] > 0:
         wait_until = context.current_utc_datetime + timedelta(seconds=grant["propagationWaitSeconds"])
         report(
@@ -373,16 +374,17 @@ def _monitor_and_finish(
     started = datetime.fromisoformat(state["startedAt"].replace("Z", "+00:00"))
     polls_this_generation = 0
     while True:
+        reading: OperationReading | None
         try:
             reading = yield from call_arm(
                 context, POLL_OPERATION, {"operation": state["operation"], "fallbackToAccount": True}, config
             )
-        except Exception as error:  # the read failed after its retries: not knowing is not failing
-            reading = {"refused": {"httpStatus": 0, "code": "ReadFailed", "message": first_line(error)}}
+        except Exception:  # refused, throttled or failed after its retries: not knowing is not failing
+            reading = None
         state["polls"] += 1
         polls_this_generation += 1
         status = state["lastStatus"]
-        if "throttled" in reading or "refused" in reading:
+        if reading is None:
             state["readFailures"] += 1
         else:
             state["lastReading"] = reading
@@ -398,9 +400,11 @@ def _monitor_and_finish(
                 else:
                     return (yield from _operation_ended(context, request, config, resume, reading))
         elapsed = (context.current_utc_datetime - started).total_seconds()
-        state["intervalSeconds"] = poll_interval_seconds(elapsed, config)
+        state["intervalSeconds"] = monitor_interval_seconds(
+            elapsed, config["pollIntervalSeconds"], config["pollMaxIntervalSeconds"]
+        )
         state["lastStatus"] = status
-        retry_after = reading.get("retryAfterSeconds") if "status" in reading else None
+        retry_after = reading["retryAfterSeconds"] if reading else None
         wait = retry_after or state["intervalSeconds"]
         next_poll = context.current_utc_datetime + timedelta(seconds=wait)
         if next_poll > deadline:
@@ -423,13 +427,6 @@ def _monitor_and_finish(
             state["generation"] += 1
             context.continue_as_new({"request": request, "config": config, "resume": resume})
             return None
-
-
-def poll_interval_seconds(elapsed_seconds: float, config: OrchestrationConfig) -> int:
-    """The wait before the next status read: a tenth of the time the encryption has run so far, between
-    CMK_POLL_INTERVAL_SECONDS and CMK_POLL_MAX_INTERVAL_SECONDS. A 10-minute encryption is noticed within a
-    minute of its end; a 3-week one costs about 2 reads an hour (30-minute ceiling)."""
-    return int(min(config["pollMaxIntervalSeconds"], max(config["pollIntervalSeconds"], elapsed_seconds / 10)))
 
 
 def _not_applied(reading: OperationReading, state: MonitorState) -> bool:
@@ -520,17 +517,14 @@ def _verify(
             context, "verifying", request["accountId"], operation_status="Succeeded", polls=resume["monitor"]["polls"]
         )
         try:
-            verification = yield from call_arm(
+            verification: Verification = yield from call_arm(
                 context, VERIFY_CMK, {"accountId": request["accountId"], "keyUri": request["keyUri"]}, config
             )
         except Exception as error:
-            verification = {"refused": {"httpStatus": 0, "code": "ReadFailed", "message": first_line(error)}}
-        if "refused" in verification or "throttled" in verification:
-            problem = verification.get("refused") or verification.get("throttled") or {}
-            detail = f"the account could not be read ({problem.get('message')})"
-        elif verification["verified"]:
-            return _finish_monitor(context, request, resume, "Enabled", verification["detail"], "Succeeded")
+            detail = f"the account could not be read ({first_line(error)})"
         else:
+            if verification["verified"]:
+                return _finish_monitor(context, request, resume, "Enabled", verification["detail"], "Succeeded")
             detail = verification["detail"]
         next_read = context.current_utc_datetime + timedelta(seconds=interval)
         if next_read > window_end:
@@ -542,7 +536,7 @@ def _verify(
             )
             return _finish_monitor(context, request, resume, "Failed", reason, "Succeeded")
         yield context.create_timer(next_read)
-        interval = min(interval * 2, MAX_VERIFY_INTERVAL_SECONDS)
+        interval = doubled(interval, MAX_VERIFY_INTERVAL_SECONDS)
 
 
 def _finish_monitor(
@@ -617,11 +611,3 @@ def _identity_label(plan: Plan | None) -> str | None:
 def _reason(findings: list[Finding]) -> str:
     blocking = [f for f in findings if f["severity"] == "blocking"]
     return "; ".join(f"{f['code']}: {f['message']}" for f in blocking) or "no blocking finding"
-
-
-def _raise_if_not_done(result: Any, what: str) -> None:
-    if isinstance(result, dict) and "refused" in result:
-        refused = result["refused"]
-        raise StepFailed("Failed", f"{what}: HTTP {refused['httpStatus']} {refused['code']}: {refused['message']}")
-    if isinstance(result, dict) and "throttled" in result:
-        raise StepFailed("Failed", f"{what}: still throttled after repeated waits ({result['throttled']['message']})")

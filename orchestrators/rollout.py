@@ -14,9 +14,8 @@ from azure.durable_functions.models.Task import TaskState, TimerTask
 from activities.discover_accounts import DISCOVER_ACCOUNTS
 from activities.summarize_rollout import SUMMARIZE_ROLLOUT
 from cmk.fleet import PlannedAccount, plan_lanes
-from cmk.key_policy import choose_key
 from cmk.orchestration import LANE_ORCHESTRATOR, ROLLOUT_ORCHESTRATOR, OrchestrationConfig
-from cmk.rollouts import Discovery, ReportRow, RolloutRequest, unplanned_row
+from cmk.rollouts import Discovery, ReportRow, RolloutRequest, plan_accounts, unplanned_row
 from orchestrators.rollout_lane import LaneInput, LaneTemplate
 from orchestrators.steps import call_arm, first_line, now_iso, sleep
 
@@ -51,37 +50,10 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         reason = f"Discovery failed: {first_line(error)}"
         rows = [unplanned_row(account, "Failed", reason) for account in request.get("accounts", [])]
         return _output(context, request, rows, timings, discovery, reason)
-    if "refused" in discovery or "throttled" in discovery:
-        problem = discovery.get("refused") or discovery.get("throttled")
-        reason = f"Discovery failed: {problem}"
-        rows = [unplanned_row(account, "Failed", reason) for account in request.get("accounts", [])]
-        empty: Discovery = {"accounts": [], "missing": [], "resourceGraphPages": 0}
-        return _output(context, request, rows, timings, empty, reason)
     timings["discoveredAt"] = now_iso(context)
 
-    rows += [
-        unplanned_row(account, "Refused", "ACCOUNT_NOT_FOUND: not found by Resource Graph in its subscription")
-        for account in discovery["missing"]
-    ]
-    planned: list[PlannedAccount] = []
-    for account in discovery["accounts"]:
-        key_uri: str | None
-        if "keyUri" in request:
-            key_uri, source = request["keyUri"], "request"
-        else:
-            choice = choose_key(request["keyPolicy"], account["subscriptionId"], account["location"], account["tags"])
-            key_uri, source = choice["keyUri"], choice["source"]
-        if key_uri is None:
-            rows.append(unplanned_row(account["accountId"], "Refused", f"KEY_POLICY_NO_MATCH: {source}"))
-            continue
-        planned.append(
-            {
-                "accountId": account["accountId"],
-                "subscriptionId": account["subscriptionId"],
-                "keyUri": key_uri,
-                "expectedSeconds": account["expectedSeconds"],
-            }
-        )
+    planned, unplanned = plan_accounts(request, discovery)
+    rows += unplanned
     total = len(rows) + len(planned)
     lanes = plan_lanes(planned, request["maxConcurrency"], request["maxConcurrencyPerSubscription"]) if planned else []
     template: LaneTemplate = {"dryRun": request["dryRun"]}

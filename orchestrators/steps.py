@@ -27,14 +27,48 @@ def retry_options(config: OrchestrationConfig) -> df.RetryOptions:
     )
 
 
+# What each ARM activity does, for the reason a human reads when Azure refuses it.
+ACTIVITY_PURPOSE = {
+    "preflight": "a preflight read",
+    "ensure_identity": "an identity change",
+    "grant_key_access": "the Key Vault permission change",
+    "enable_cmk": "the key PATCH",
+    "poll_operation": "a status read",
+    "verify_cmk": "the account read that verifies the key",
+    "discover_accounts": "discovery",
+}
+
+
+class ArmCallFailed(Exception):
+    """An ARM activity ended without a result: Azure refused it (a 4xx that asking again will not change), or
+    throttled it through every wait. The one error orchestrators handle instead of inspecting result shapes."""
+
+    def __init__(self, activity: str, kind: str, http_status: int, code: str, message: str) -> None:
+        self.activity = activity
+        self.kind = kind
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        purpose = ACTIVITY_PURPOSE.get(activity, activity)
+        if kind == "throttled":
+            text = f"Azure throttled {purpose} through {MAX_THROTTLED_WAITS} waits ({message})"
+        else:
+            text = f"Azure refused {purpose}: HTTP {http_status} {code}: {message}"
+        super().__init__(text)
+
+
 def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: Any, config: OrchestrationConfig) -> Step:
-    """Call an ARM activity: transient faults retried by RetryOptions, 429s waited out on a durable timer."""
+    """Call an ARM activity: transient faults retried by RetryOptions, 429s waited out on a durable timer. Azure's
+    refusals and throttling that outlasts the waits raise ArmCallFailed (see cmk.arm.arm_outcomes)."""
     for _ in range(MAX_THROTTLED_WAITS):
         result = yield context.call_activity_with_retry(activity, retry_options(config), payload)
+        if isinstance(result, dict) and "refused" in result:
+            refused = result["refused"]
+            raise ArmCallFailed(activity, "refused", refused["httpStatus"], refused["code"], refused["message"])
         if not (isinstance(result, dict) and "throttled" in result):
             return result
         yield sleep(context, result["throttled"]["retryAfterSeconds"])
-    return result
+    raise ArmCallFailed(activity, "throttled", 429, "TooManyRequests", result["throttled"]["message"])
 
 
 def sleep(context: df.DurableOrchestrationContext, seconds: float) -> Any:
