@@ -8,7 +8,7 @@ refuses stops the local host at start with the worker's message (`AppLoadError`,
 cause). The host then reads each function's bindings from that metadata (`raw_bindings`, what Azure's host sees)
 and checks its HTTP routes as the Functions host does (reserved prefixes, conflicts, route constraints).
 
-`get_functions()` can run only once per app object (with blueprints a second call raises, durable-protocol.md §2.5
+`get_functions()` can run only once per app object (with blueprints a second call raises, docs/durable-protocol.md §2.5
 finding 3), so the index is cached per app directory for the life of the process.
 """
 

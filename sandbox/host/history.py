@@ -2,7 +2,7 @@
 
 Events are Newtonsoft-serialized DTFx `HistoryEvent` objects: PascalCase properties, `EventType` as an int, a
 `Timestamp` with .NET's seven fractional digits, `EventId` -1 unless the event is a scheduling decision. The
-numbers match DTFx `History/EventType.cs` and the SDK's `HistoryEventType` (durable-protocol.md §1.3).
+numbers match DTFx `History/EventType.cs` and the SDK's `HistoryEventType` (docs/durable-protocol.md §1.3).
 
 Each stored event keeps a few columns the shim emulation needs (`HistoryRow`) next to its JSON text, so an episode
 never re-parses history it only has to forward to the SDK.
@@ -189,7 +189,7 @@ def execution_started(
             "OrchestrationInstance": {"InstanceId": instance_id, "ExecutionId": execution_id},
             "ParentInstance": parent,
             "Name": name,
-            # The SDK requires Version (durable-protocol.md pitfall 5); the extension's default version is "".
+            # The SDK requires Version (docs/durable-protocol.md pitfall 5); the extension's default version is "".
             "Version": "",
             "Input": raw_input,
             "Tags": None,

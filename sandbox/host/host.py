@@ -347,7 +347,7 @@ class LocalHost:
 
 
 async def _reset_durable_client_session() -> None:
-    """The SDK keeps one aiohttp session per process (durable-protocol.md pitfall 4): bind it to this loop."""
+    """The SDK keeps one aiohttp session per process (docs/durable-protocol.md pitfall 4): bind it to this loop."""
     session = getattr(http_utils, "_client_session", None)
     if session is not None and not session.closed:
         # A session created on a loop that is gone cannot be closed; dropping the reference is all we can do.

@@ -17,7 +17,7 @@ task, and the shim swallows them (sources: extension `Listener/OutOfProcOrchestr
 
 Consequences this reproduces on purpose (they are the real host's limitations):
 * a `task_any` sliding window degrades: after the first `task_any`, the SDK lists only the unscheduled child, so
-  the shim awaits that particular child before it schedules anything newer (durable-protocol.md §2.5 finding 2);
+  the shim awaits that particular child before it schedules anything newer (docs/durable-protocol.md §2.5 finding 2);
 * `WhenAll` waits for every child even if one failed (the Python `task_all` fails fast);
 * an activity or sub-orchestrator that does not exist, and `maxOrchestrationActions`, raise inside async methods:
   the exception is swallowed, nothing is scheduled, and the orchestration waits forever (reported as diagnostics);
@@ -42,7 +42,12 @@ from sandbox.host.history import EventType, HistoryRow, parse_timestamp
 T = TypeVar("T")
 
 MAX_CUSTOM_STATUS_BYTES = 16 * 1024
-# Azure Storage provider: MaximumDelayTime and LongRunningTimerIntervalLength (durable-protocol.md §1.2).
+# The azure-functions-durable release whose out-of-process behaviour this module reproduces (docs/durable-protocol.md
+# was read from its sources). tests/sandbox/host/test_sdk_contract.py fails when another release is installed, so an
+# upgrade is a deliberate act: re-read the SDK, re-check the shim, then move this pin and requirements-dev.txt's.
+REPRODUCED_SDK_VERSION = "1.7.0"
+
+# Azure Storage provider: MaximumDelayTime and LongRunningTimerIntervalLength (docs/durable-protocol.md §1.2).
 MAXIMUM_SHORT_TIMER_SECONDS = 6 * 24 * 3600.0
 LONG_TIMER_INTERVAL_SECONDS = 3 * 24 * 3600.0
 

@@ -269,7 +269,7 @@ def test_max_orchestration_actions_stops_progress_like_the_extension(start_host:
 
 
 def test_sliding_window_task_any_degrades_as_on_the_real_host(start_host: HostFactory) -> None:
-    """durable-protocol.md §2.5 finding 2: a refill waits for the previous refill, not for any free slot."""
+    """docs/durable-protocol.md §2.5 finding 2: a refill waits for the previous refill, not for any free slot."""
     host = start_host(time_scale=240.0)  # one simulated minute per 0.25 s
     items = [
         {"name": "A", "minutes": 1},
