@@ -16,7 +16,7 @@ from activities import (
     verify_cmk,
 )
 from orchestrators import account, rollout, rollout_lane
-from triggers import accounts_api, enrolment, instances_api, openapi_api, rollouts_api
+from triggers import accounts_api, enrolment, fallback_api, instances_api, openapi_api, rollouts_api
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -26,6 +26,7 @@ for module in (
     openapi_api,
     rollouts_api,
     enrolment,
+    fallback_api,
     account,
     rollout,
     rollout_lane,

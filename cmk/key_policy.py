@@ -7,10 +7,11 @@ Order: the account's tag (named by accountTag), then its subscription, then its 
 
 from __future__ import annotations
 
+import re
 from typing import Any, NotRequired, TypedDict
 
-from cmk.errors import InvalidRequest
-from cmk.resource_ids import parse_key_uri
+from cmk.errors import InvalidRequest, shown
+from cmk.resource_ids import parse_key_uri, parse_subscription_id
 
 
 class KeyPolicy(TypedDict):
@@ -26,6 +27,7 @@ class KeyChoice(TypedDict):
 
 
 _FIELDS = {"default", "bySubscription", "byRegion", "accountTag"}
+_REGION = re.compile(r"[A-Za-z][A-Za-z0-9 ]{1,63}")
 
 
 def normalise_region(region: str) -> str:
@@ -42,13 +44,13 @@ def parse_key_policy(value: Any) -> KeyPolicy:
     policy: KeyPolicy = {}
     if "default" in value:
         policy["default"] = _key(value["default"], "keyPolicy.default")
-    for field, normalise in (("bySubscription", str.lower), ("byRegion", normalise_region)):
+    for field, normalise in (("bySubscription", _subscription), ("byRegion", _region)):
         if field in value:
             mapping = value[field]
             if not isinstance(mapping, dict):
                 raise InvalidRequest("InvalidKeyPolicy", f"keyPolicy.{field} must map names to key URIs.")
             policy[field] = {  # type: ignore[literal-required]
-                normalise(str(name)): _key(uri, f"keyPolicy.{field}.{name}") for name, uri in mapping.items()
+                normalise(name): _key(uri, f"keyPolicy.{field}.{name}") for name, uri in mapping.items()
             }
     if "accountTag" in value:
         tag = value["accountTag"]
@@ -60,6 +62,21 @@ def parse_key_policy(value: Any) -> KeyPolicy:
             "InvalidKeyPolicy", "keyPolicy names no key: give default, bySubscription, byRegion or accountTag."
         )
     return policy
+
+
+def _subscription(name: str) -> str:
+    try:
+        return parse_subscription_id(name, "keyPolicy.bySubscription")
+    except InvalidRequest as error:
+        raise InvalidRequest("InvalidKeyPolicy", error.message) from error
+
+
+def _region(name: str) -> str:
+    if not _REGION.fullmatch(name.strip()):
+        raise InvalidRequest(
+            "InvalidKeyPolicy", f"keyPolicy.byRegion: {shown(name)} is not a region name (westeurope, West Europe)."
+        )
+    return normalise_region(name.strip())
 
 
 def _key(value: Any, where: str) -> str:
@@ -77,7 +94,7 @@ def choose_key(policy: KeyPolicy, subscription_id: str, region: str, tags: dict[
             try:
                 return {"keyUri": str(parse_key_uri(tagged)), "source": f"tag {tag_name}"}
             except InvalidRequest:
-                return {"keyUri": None, "source": f"tag {tag_name} holds an invalid key URI {tagged!r}"}
+                return {"keyUri": None, "source": f"tag {tag_name} holds an invalid key URI {shown(tagged)}"}
     by_subscription = policy.get("bySubscription", {})
     if subscription_id.lower() in by_subscription:
         return {"keyUri": by_subscription[subscription_id.lower()], "source": f"subscription {subscription_id}"}

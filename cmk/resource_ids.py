@@ -12,10 +12,11 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from cmk.errors import InvalidRequest
+from cmk.errors import InvalidRequest, shown
 
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_RG_NAME = r"[-\w._()]{1,90}"
+# 1 to 90 letters, digits, '_', '-', '(', ')' or '.', not ending in '.' (so never '.' or '..').
+_RG_NAME = r"[-\w._()]{0,89}[-\w()]"
 _ACCOUNT_NAME = r"[a-z0-9][a-z0-9-]{1,48}[a-z0-9]"
 _IDENTITY_NAME = r"[a-zA-Z0-9][-\w]{2,127}"
 _VAULT_NAME = r"[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]"
@@ -84,7 +85,7 @@ def _parse(pattern: re.Pattern[str], value: object, provider_type: str, code: st
     match = pattern.match(value.strip())
     if match is None:
         example = f"/subscriptions/<guid>/resourceGroups/<group>/providers/{provider_type}/<name>"
-        raise InvalidRequest(code, f"{what} {value!r} is not a valid resource id; expected {example}.")
+        raise InvalidRequest(code, f"{what} {shown(value)} is not a valid resource id; expected {example}.")
     return ResourceId(
         subscription_id=match["subscription"].lower(),
         resource_group=match["group"],
@@ -123,8 +124,36 @@ def parse_scope(value: object) -> tuple[str, str | None]:
             return text.lower(), None
     raise InvalidRequest(
         "InvalidScope",
-        f"Scope entry {value!r} must be a subscription id (/subscriptions/<guid>) "
+        f"Scope entry {shown(value)} must be a subscription id (/subscriptions/<guid>) "
         "or a resource group id (/subscriptions/<guid>/resourceGroups/<name>).",
+    )
+
+
+def parse_subscription_id(value: object, where: str) -> str:
+    """A subscription: its GUID, or `/subscriptions/<guid>`; returns the lower-case GUID."""
+    if isinstance(value, str):
+        text = value.strip()
+        if match := _SUBSCRIPTION_ID.match(text):
+            return match["subscription"].lower()
+        if re.fullmatch(_GUID, text):
+            return text.lower()
+    raise InvalidRequest(
+        "InvalidSubscriptionId", f"{where}: {shown(value)} is not a subscription id (a GUID, or /subscriptions/<guid>)."
+    )
+
+
+def parse_resource_group_name(value: object, where: str) -> str:
+    """A resource group's name (or its id, whose last segment is taken); ARM's naming rules."""
+    if isinstance(value, str):
+        text = value.strip().rstrip("/")
+        if match := _RESOURCE_GROUP_ID.match(text):
+            return match["group"]
+        if re.fullmatch(_RG_NAME, text):
+            return text
+    raise InvalidRequest(
+        "InvalidResourceGroup",
+        f"{where}: {shown(value)} is not a resource group name (1 to 90 letters, digits, '_', '-', '(', ')' "
+        "or '.', not ending in '.').",
     )
 
 
@@ -164,12 +193,16 @@ def parse_key_uri(value: object) -> KeyUri:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("InvalidKeyUri", "keyUri is required: https://<vault>.vault.azure.net/keys/<name>.")
     text = value.strip()
-    parts = urlsplit(text)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+        host = (parts.hostname or "").lower()
+    except ValueError as error:
+        raise InvalidRequest("InvalidKeyUri", f"keyUri {shown(text)} is not a URL: {error}.") from error
     problem: str | None = None
     if parts.scheme.lower() != "https":
         problem = "it must use https"
-    elif parts.port not in (None, 443):
+    elif port not in (None, 443) or parts.netloc.endswith(":"):
         problem = "Key Vault listens on port 443 only"
     elif not host.endswith(_KEY_VAULT_SUFFIXES) or not re.fullmatch(_VAULT_NAME, host.split(".", 1)[0]):
         problem = "its host is not a Key Vault or Managed HSM name (<vault>.vault.azure.net)"
@@ -183,7 +216,7 @@ def parse_key_uri(value: object) -> KeyUri:
     if problem is None and len(segments) == 3 and not _KEY_VERSION.match(segments[2]):
         problem = "the key version must be 32 hexadecimal characters"
     if problem is not None:
-        raise InvalidRequest("InvalidKeyUri", f"keyUri {text!r} is not a Key Vault key URI: {problem}.")
+        raise InvalidRequest("InvalidKeyUri", f"keyUri {shown(text)} is not a Key Vault key URI: {problem}.")
     return KeyUri(vault_host=host, key_name=segments[1], version=segments[2] if len(segments) == 3 else None)
 
 

@@ -17,12 +17,18 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from cmk import clients, settings
-from cmk.errors import InvalidRequest
+from cmk.errors import InvalidRequest, shown
 from cmk.fleet import PlannedAccount, expected_encryption_seconds
 from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
 from cmk.orchestration import AccountOutput, Outcome
 from cmk.requests import SYSTEM_ASSIGNED
-from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri, parse_scope
+from cmk.resource_ids import (
+    parse_account_id,
+    parse_identity_id,
+    parse_key_uri,
+    parse_resource_group_name,
+    parse_scope,
+)
 
 MAX_ACCOUNTS_PER_REQUEST = 10_000
 MAX_CONCURRENCY = 500
@@ -93,7 +99,8 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
             raise InvalidRequest("InvalidAccounts", "accounts must be a non-empty list of account ids.")
         if len(accounts) > MAX_ACCOUNTS_PER_REQUEST:
             raise InvalidRequest("TooManyAccounts", f"At most {MAX_ACCOUNTS_PER_REQUEST} accounts per request.")
-        unique = {parse_account_id(account).key: str(parse_account_id(account)) for account in accounts}
+        parsed_accounts = (parse_account_id(account) for account in accounts)
+        unique = {account.key: str(account) for account in parsed_accounts}
         request["accounts"] = list(unique.values())
     if "scope" in body:
         request["scope"] = _parse_scope(body["scope"])
@@ -144,16 +151,18 @@ def _parse_scope(value: Any) -> RolloutScope:
     for entry in subscriptions:
         subscription, group = parse_scope(entry)
         if group is not None:
-            raise InvalidRequest("InvalidScope", f"{entry!r} is a resource group; list it under scope.resourceGroups.")
+            raise InvalidRequest(
+                "InvalidScope", f"{shown(entry)} is a resource group; list it under scope.resourceGroups."
+            )
         parsed.append(subscription)
     scope: RolloutScope = {"subscriptions": list(dict.fromkeys(parsed))}
     groups = value.get("resourceGroups")
     if groups is not None:
-        if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
+        if not isinstance(groups, list) or not groups:
             raise InvalidRequest(
                 "InvalidScope", "scope.resourceGroups must be a non-empty list of resource group names."
             )
-        scope["resourceGroups"] = [g.strip().rstrip("/").rsplit("/", 1)[-1] for g in groups]
+        scope["resourceGroups"] = [parse_resource_group_name(g, "scope.resourceGroups") for g in groups]
     tags = value.get("tags")
     if tags is not None:
         if not isinstance(tags, dict) or not tags or not all(isinstance(v, str) for v in tags.values()):

@@ -32,6 +32,8 @@ def test_every_function_is_registered_once_with_the_expected_trigger() -> None:
 def test_every_http_route_is_in_the_openapi_document_and_back() -> None:
     routes: set[tuple[str, str]] = set()
     for function in FUNCTIONS:
+        if function.get_function_name() == "cmk_fallback":  # every method of every other path: 404 or 405
+            continue
         for binding in _bindings(function):
             if binding["type"] == "httpTrigger":
                 assert binding["authLevel"].name == "FUNCTION", function.get_function_name()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import azure.durable_functions as df
@@ -12,6 +13,11 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from cmk.errors import InvalidRequest
 
 ACTIVE_STATUSES = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+# What this app's instance ids are made of (cmk-<account>-<digest>.<suffix>, cmk-rollout-<hex>[-lane-<n>]), with
+# room for ids other starters may use; nothing that would change the meaning of the status URL it is put in.
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,256}")
 
 
 def json_response(status_code: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -25,19 +31,59 @@ def error_response(status_code: int, code: str, message: str, **extra: Any) -> f
 
 
 def invalid(error: InvalidRequest) -> func.HttpResponse:
-    return json_response(400, error.to_json())
+    return json_response(error.status, error.to_json())
 
 
 def read_json_body(req: func.HttpRequest, *, required: bool = True) -> Any:
+    """The body as JSON, refused (InvalidRequest) when larger than MAX_BODY_BYTES (413), not JSON, or nested
+    deeper than MAX_JSON_DEPTH (400). An empty body is `{}` unless `required`."""
     raw = req.get_body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(
+            "RequestBodyTooLarge",
+            f"The request body has {len(raw)} bytes; at most {MAX_BODY_BYTES} (1 MiB) are accepted.",
+            status=413,
+        )
     if not raw.strip():
         if required:
             raise InvalidRequest("InvalidRequestBody", "The request body must be a JSON object.")
         return {}
     try:
-        return json.loads(raw)
-    except ValueError as error:
+        body = json.loads(raw)
+    except RecursionError as error:
+        raise InvalidRequest("InvalidJson", f"The request body nests deeper than {MAX_JSON_DEPTH} levels.") from error
+    except ValueError as error:  # also bytes that are not UTF-8
         raise InvalidRequest("InvalidJson", f"The request body is not valid JSON: {error}.") from error
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise InvalidRequest("InvalidJson", f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
+    return body
+
+
+def read_json_object(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object (see read_json_body); anything else is a 400."""
+    body = read_json_body(req, required=required)
+    if not isinstance(body, dict):
+        raise InvalidRequest("InvalidRequestBody", "The request body must be a JSON object.")
+    return body
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0, `[]` and `{}` are 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def runtime_status_name(status: DurableOrchestrationStatus) -> str | None:
@@ -65,6 +111,9 @@ def _iso(value: Any) -> str | None:
 
 
 async def find_instance(client: df.DurableOrchestrationClient, instance_id: str) -> DurableOrchestrationStatus | None:
+    """The instance, or None when there is none; an id no instance can have is not looked up at all."""
+    if not INSTANCE_ID.fullmatch(instance_id):
+        return None
     status = await client.get_status(instance_id)
     if status is None or status.runtime_status is None:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -14,11 +16,12 @@ from cmk.errors import InvalidRequest
 from cmk.orchestration import APPROVAL_EVENT
 from triggers.http import (
     ACTIVE_STATUSES,
+    INSTANCE_ID,
     error_response,
     find_instance,
     invalid,
     json_response,
-    read_json_body,
+    read_json_object,
     runtime_status_name,
     status_json,
 )
@@ -50,20 +53,66 @@ async def list_instances(req: func.HttpRequest, client: df.DurableOrchestrationC
     #580), so this pages the Durable management API itself with its continuation token."""
     try:
         query = _list_query(req)
+        token = decode_continuation(req.params.get("continuationToken") or req.headers.get(CONTINUATION_HEADER))
     except InvalidRequest as error:
         return invalid(error)
-    token = req.params.get("continuationToken") or req.headers.get(CONTINUATION_HEADER)
     rpc_base_url = client._orchestration_bindings.rpc_base_url  # noqa: SLF001 - see docstring
     url = f"{rpc_base_url}instances/?{urlencode(query)}"
     headers = {CONTINUATION_HEADER: token} if token else {}
     async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        if response.status == 400 and token:
+            return invalid(_bad_token("the Durable store does not accept it"))
         if response.status != 200:
             return error_response(502, "StatusQueryFailed", f"The Durable store answered HTTP {response.status}.")
         instances: list[dict[str, Any]] = await response.json(content_type=None)
-        next_token = response.headers.get(CONTINUATION_HEADER)
+        next_token = encode_continuation(response.headers.get(CONTINUATION_HEADER))
     page = [_public_status(instance) for instance in instances]
-    body = {"instances": page, "continuationToken": next_token or None}
+    body = {"instances": page, "continuationToken": next_token}
     return json_response(200, body, headers={CONTINUATION_HEADER: next_token} if next_token else None)
+
+
+# The Durable store's continuation token goes out wrapped with a checksum, so a token that is not one this route
+# handed out (garbage, cut short, edited) is refused with 400 here instead of being read by the store as "from the
+# start" or failing there.
+TOKEN_VERSION = "v1"
+MAX_TOKEN_LENGTH = 4096
+
+
+def encode_continuation(durable_token: str | None) -> str | None:
+    if not durable_token:
+        return None
+    encoded = base64.urlsafe_b64encode(durable_token.encode()).decode().rstrip("=")
+    return f"{TOKEN_VERSION}.{encoded}.{_checksum(durable_token)}"
+
+
+def decode_continuation(token: str | None) -> str | None:
+    """The Durable store's token inside one this route handed out; InvalidRequest for anything else."""
+    if token is None or token == "":
+        return None
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise _bad_token("it is too long")
+    version, _, rest = token.partition(".")
+    encoded, _, checksum = rest.partition(".")
+    try:
+        durable_token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (ValueError, UnicodeError):
+        raise _bad_token("it does not decode") from None
+    if version != TOKEN_VERSION or not durable_token or checksum != _checksum(durable_token):
+        raise _bad_token("its checksum does not match")
+    if not durable_token.isprintable() or not durable_token.isascii():
+        raise _bad_token("it holds characters a header cannot carry")
+    return durable_token
+
+
+def _checksum(durable_token: str) -> str:
+    return hashlib.sha256(f"cmk-continuation|{durable_token}".encode()).hexdigest()[:16]
+
+
+def _bad_token(why: str) -> InvalidRequest:
+    return InvalidRequest(
+        "InvalidContinuationToken",
+        f"continuationToken is not one this API handed out ({why}); start again without it.",
+    )
 
 
 def _list_query(req: func.HttpRequest) -> dict[str, str]:
@@ -88,12 +137,16 @@ def _list_query(req: func.HttpRequest) -> dict[str, str]:
     top = req.params.get("top")
     size = DEFAULT_PAGE_SIZE
     if top:
-        if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE_SIZE:
+        if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_PAGE_SIZE:
             raise InvalidRequest("InvalidTop", f"top must be a whole number from 1 to {MAX_PAGE_SIZE}.")
         size = int(top)
     query["top"] = str(size)
     prefix = req.params.get("prefix")
     if prefix:
+        if not INSTANCE_ID.fullmatch(prefix):
+            raise InvalidRequest(
+                "InvalidPrefix", "prefix is the start of an instance id: letters, digits, '.', '_', ':', '@', '-'."
+            )
         query["instanceIdPrefix"] = prefix
     return query
 
@@ -127,9 +180,10 @@ async def reject(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
 async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, *, approved: bool) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
     try:
-        body = read_json_body(req, required=False)
-        if not isinstance(body, dict) or not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
+        body = read_json_object(req, required=False)
+        if not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
             raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"by": str, "comment": str}.')
+        _check_text(body, "comment")
     except InvalidRequest as error:
         return invalid(error)
     status = await find_instance(client, instance_id)
@@ -145,16 +199,27 @@ async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, 
     return json_response(202, {"instanceId": instance_id, "decision": "approved" if approved else "rejected"})
 
 
+MAX_TEXT = 2000
+
+
+def _check_text(body: dict[str, Any], field: str) -> None:
+    if len(body.get(field) or "") > MAX_TEXT:
+        raise InvalidRequest("InvalidRequestBody", f"{field} is at most {MAX_TEXT} characters.")
+
+
 @bp.function_name("cmk_terminate_instance")
 @bp.route(route="cmk/instances/{instanceId}/terminate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def terminate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
     try:
-        body = read_json_body(req, required=False)
+        body = read_json_object(req, required=False)
+        if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
+            raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"reason": str}.')
+        _check_text(body, "reason")
     except InvalidRequest as error:
         return invalid(error)
-    reason = str((body or {}).get("reason") or req.params.get("reason") or "terminated by an administrator")
+    reason = str(body.get("reason") or req.params.get("reason") or "terminated by an administrator")
     status = await find_instance(client, instance_id)
     if status is None:
         return error_response(404, "InstanceNotFound", f"No orchestration instance {instance_id}.")

@@ -211,6 +211,8 @@ class DurableHttpApi:
     async def handle(self, request: web.Request, base_path: str) -> web.Response:
         try:
             return await self._route(request, base_path)
+        except RecursionError:  # JSON nested deeper than the parser goes: the extension refuses it too
+            return _error(400, "Invalid JSON content", "The JSON content is nested too deeply.")
         except ValueError as error:
             return _error(400, "One or more of the arguments submitted is incorrect", str(error))
         except Exception as error:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import urllib.parse
 from dataclasses import dataclass
@@ -109,7 +110,9 @@ class HostHttpServer:
             accepted.add(self._keys.default_function)
         if system_key is not None:
             accepted.add(system_key)
-        return any(secrets.compare_digest(presented, key) for key in accepted)
+        # Compared as bytes: compare_digest refuses str with characters outside ASCII (`?code=%C3%A9`).
+        given = presented.encode("utf-8", "surrogateescape")
+        return any(secrets.compare_digest(given, key.encode()) for key in accepted)
 
     # --- handlers -----------------------------------------------------------------------------------------------
 
@@ -128,7 +131,7 @@ class HostHttpServer:
         return await self._durable.handle(request, RPC_PATH)
 
     async def _http_trigger(self, request: web.Request) -> web.StreamResponse:
-        path = urllib.parse.unquote(request.path)
+        path = routing_path(request.raw_path)
         prefix = self._config.route_prefix
         if prefix:
             marker = f"/{prefix}"
@@ -188,12 +191,14 @@ class HostHttpServer:
             return web.Response(status=405)
         try:
             body = json.loads(await request.text())
-        except ValueError:
+        except (ValueError, RecursionError):
             return web.Response(status=400, text="the request body is not valid JSON")
         events: list[Any] = body if isinstance(body, list) else [body]
         event_type = request.headers.get("aeg-event-type", "Notification")
         if event_type == "SubscriptionValidation":
-            code = (events[0].get("data") or {}).get("validationCode") if events else None
+            first = events[0] if events and isinstance(events[0], dict) else {}
+            data = first.get("data")
+            code = data.get("validationCode") if isinstance(data, dict) else None
             log.info("Event Grid subscription validation for %s", info.name)
             return web.json_response({"validationResponse": code})
         if event_type == "Unsubscribe":
@@ -211,6 +216,13 @@ class HostHttpServer:
         if failures:
             return web.Response(status=500, text=str(failures[0]))
         return web.Response(status=202)
+
+
+def routing_path(raw_path: str) -> str:
+    """The path routes are matched on, as ASP.NET Core decodes it: every escape but `%2F`, which stays as it is, so
+    an encoded slash in a route value never makes a segment of its own (`/items/a%2Fb` is one value, `a%2Fb`)."""
+    path = raw_path.split("?", 1)[0]
+    return urllib.parse.unquote(re.sub("%2[fF]", lambda escape: "%25" + escape.group(0)[1:], path))
 
 
 def _http_response(datum: Any) -> web.Response:

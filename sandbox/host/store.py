@@ -682,10 +682,18 @@ def _encode_token(instance_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": instance_id}).encode()).decode()
 
 
+class InvalidContinuationToken(ValueError):
+    """A continuation token the store did not hand out; the management API answers 400."""
+
+
 def _decode_token(token: str | None) -> str | None:
     if not token:
         return None
     try:
-        return str(json.loads(base64.urlsafe_b64decode(token.encode()))["after"])
-    except (ValueError, KeyError, TypeError):
-        return None
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        after = decoded["after"]
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        raise InvalidContinuationToken(f"The continuation token {token[:40]!r} is not valid.") from error
+    if not isinstance(after, str):
+        raise InvalidContinuationToken(f"The continuation token {token[:40]!r} is not valid.")
+    return after

@@ -47,6 +47,8 @@ HTTP_ROUTES = {
     "cmk_get_rollout": ("cmk/rollouts/{instanceId}", ["GET"]),
     "cmk_rollout_report": ("cmk/rollouts/{instanceId}/report", ["GET"]),
 }
+# Every method of every path no other route takes: 404 or 405 with the error shape (triggers/fallback_api.py).
+FALLBACK = "cmk_fallback"
 EVENT_GRID = {"enrol_from_event_grid"}
 BINDING_IN, BINDING_OUT = 0, 1  # FunctionRpc.proto BindingInfo.Direction
 
@@ -68,8 +70,8 @@ def _bindings(info: FunctionInfo) -> dict[str, dict[str, Any]]:
 
 def test_every_function_of_the_app_passes_the_workers_indexing_and_registry(product: LoadedApp) -> None:
     functions = product.registry.functions.values()
-    assert {info.name for info in functions} == ORCHESTRATORS | ACTIVITIES | set(HTTP_ROUTES) | EVENT_GRID
-    assert len(product.registry.functions) == 24
+    assert {info.name for info in functions} == ORCHESTRATORS | ACTIVITIES | set(HTTP_ROUTES) | EVENT_GRID | {FALLBACK}
+    assert len(product.registry.functions) == 25
     for info in functions:
         # What the worker's Registry.add_indexed_function accepted and process_indexed_function reported.
         assert type(info.worker_info).__module__ == WORKER_MODULE, info.name
@@ -102,6 +104,14 @@ def test_http_functions_have_the_routes_methods_and_auth_level_azure_will_see(pr
         assert info.metadata.bindings["$return"].direction == BINDING_OUT
         assert info.worker_info.is_http_func
         assert info.worker_info.return_type.binding_name == "http"
+    fallback = _bindings(_function(product, FALLBACK))["req"]
+    assert fallback == {
+        "direction": "IN",
+        "type": "httpTrigger",
+        "name": "req",
+        "authLevel": "FUNCTION",
+        "route": "{*path}",
+    }
     start = _function(product, "cmk_start_account")
     assert _bindings(start)["client"] == {"direction": "IN", "type": "durableClient", "name": "client"}
     assert start.metadata.bindings["client"].type == "durableClient"
