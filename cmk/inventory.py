@@ -5,12 +5,15 @@ Everything returned is plain JSON-serialisable data (TypedDicts), ready to cross
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, Literal, TypedDict
 
 from azure.core.exceptions import HttpResponseError
 
 from cmk import clients, settings
 from cmk.arm import is_not_found
+from cmk.resource_graph import kql_string, query_all
 from cmk.resource_ids import KeyUri, ResourceId, parse_vault_id
 
 CASSANDRA_CAPABILITY = "EnableCassandra"
@@ -157,26 +160,100 @@ def _add_preview_features(account: ResourceId, facts: AccountFacts) -> None:
         )
 
 
-def find_vault(key_uri: KeyUri, account_subscription: str) -> tuple[VaultFacts | None, list[str]]:
-    """The vault that holds the key, searched in the account's subscription, then CMK_KEY_VAULT_SUBSCRIPTIONS.
+class VaultLookup(TypedDict):
+    """Where the key's vault was found, and what a "not found" or another tenant needs to say."""
 
-    A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the first vault
-    of that name found is the one. Also returns the subscriptions that could not be searched (unknown, or not
-    readable by this app), so a "not found" can say where we could not look.
+    vault: VaultFacts | None
+    # The tenant of the vault's subscription, as Resource Graph reports it (None when the vault was not found).
+    vaultSubscriptionTenantId: str | None
+    # The tenant of the account's subscription, as Resource Graph reports it (None when the graph did not say).
+    accountSubscriptionTenantId: str | None
+    # "every readable subscription", or the subscriptions CMK_KEY_VAULT_SUBSCRIPTIONS narrows the search to.
+    searched: list[str] | None
+    unsearched: list[str]
+
+
+# What Resource Graph told us, per ARM endpoint: vault name -> (when, vault id, its subscription's tenant), and
+# subscription -> tenant. Vault names are globally unique and a vault moves rarely, so one query serves a whole
+# fleet; the facts are always re-read through ARM, and a vault gone from its id is searched again.
+_FOUND_TTL_SECONDS = 600.0
+_found: dict[tuple[str, str, tuple[str, ...] | None], tuple[float, str, str | None]] = {}
+_tenants: dict[tuple[str, str], str] = {}
+_cache_lock = threading.Lock()
+
+
+def _vault_query(vault_name: str, account_id: str | None) -> str:
+    where = f"(type =~ 'microsoft.keyvault/vaults' and name =~ {kql_string(vault_name)})"
+    if account_id is not None:
+        # The account's row tells its subscription's tenant (its identity may not exist yet).
+        where += f" or (type =~ 'microsoft.documentdb/databaseaccounts' and id =~ {kql_string(account_id)})"
+    return "\n".join(["resources", f"| where {where}", "| project id, name, type, subscriptionId, tenantId"])
+
+
+def find_vault(key_uri: KeyUri, account: ResourceId) -> VaultLookup:
+    """The vault that holds the key, found by name through Resource Graph in every subscription the app can read.
+
+    A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the one vault of
+    that name is the one (a central security subscription is the common layout). CMK_KEY_VAULT_SUBSCRIPTIONS, when
+    set, narrows the search to the account's subscription and those. The graph can lag ARM by minutes, so a vault
+    it does not know yet is also looked for by listing the vaults of the account's (and the named) subscriptions.
+    The facts always come from ARM. Also says where it could not look, so a "not found" says why.
     """
+    endpoint = settings.get_str("ARM_ENDPOINT")
     extra = [str(s).lower() for s in settings.get_json("CMK_KEY_VAULT_SUBSCRIPTIONS") or []]
-    unsearched: list[str] = []
-    for subscription in dict.fromkeys([account_subscription.lower(), *extra]):
+    narrowed = list(dict.fromkeys([account.subscription_id.lower(), *extra])) if extra else None
+    found_key = (endpoint, key_uri.vault_name.lower(), None if narrowed is None else tuple(narrowed))
+    lookup: VaultLookup = {
+        "vault": None,
+        "vaultSubscriptionTenantId": None,
+        "accountSubscriptionTenantId": None,
+        "searched": narrowed,
+        "unsearched": [],
+    }
+    with _cache_lock:
+        cached = _found.get(found_key)
+        account_tenant = _tenants.get((endpoint, account.subscription_id.lower()))
+    if cached is not None and account_tenant is not None and time.monotonic() - cached[0] < _FOUND_TTL_SECONDS:
+        lookup["vaultSubscriptionTenantId"], lookup["accountSubscriptionTenantId"] = cached[2], account_tenant
+        lookup["vault"] = read_vault(cached[1])
+        if lookup["vault"] is not None:
+            return lookup
+    query = _vault_query(key_uri.vault_name, str(account) if account_tenant is None else None)
+    rows, _ = query_all(query, narrowed)
+    with _cache_lock:
+        for row in rows:
+            if row.get("tenantId") and row.get("subscriptionId"):
+                _tenants[(endpoint, str(row["subscriptionId"]).lower())] = str(row["tenantId"])
+        lookup["accountSubscriptionTenantId"] = _tenants.get((endpoint, account.subscription_id.lower()))
+    for row in rows:
+        is_vault = str(row.get("type", "")).lower() == "microsoft.keyvault/vaults"
+        if not is_vault or str(row.get("name", "")).lower() != key_uri.vault_name.lower():
+            continue
+        lookup["vaultSubscriptionTenantId"] = str(row["tenantId"]) if row.get("tenantId") else None
+        try:
+            lookup["vault"] = read_vault(str(row["id"]))
+        except HttpResponseError as error:
+            # Listed by the graph, yet ARM will not show it (a deny assignment, a lost delegation).
+            if error.status_code != 403:
+                raise
+            lookup["unsearched"].append(str(row.get("subscriptionId") or row["id"]).lower())
+    if lookup["vault"] is not None:
+        with _cache_lock:
+            _found[found_key] = (time.monotonic(), lookup["vault"]["id"], lookup["vaultSubscriptionTenantId"])
+        return lookup
+    # Not in the graph (yet): ARM is authoritative for the subscriptions we can name.
+    for subscription in narrowed or [account.subscription_id.lower()]:
         try:
             for vault in clients.keyvault(subscription).vaults.list_by_subscription():
                 body = vault.as_dict()
                 if str(body.get("name", "")).lower() == key_uri.vault_name.lower():
-                    return _vault_facts(body), unsearched
+                    lookup["vault"] = _vault_facts(body)
+                    return lookup
         except HttpResponseError as error:
             if error.status_code not in (403, 404):
                 raise
-            unsearched.append(subscription)
-    return None, unsearched
+            lookup["unsearched"].append(subscription)
+    return lookup
 
 
 def read_vault(vault_id: str) -> VaultFacts | None:

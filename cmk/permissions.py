@@ -19,7 +19,9 @@ REQUIRED_ARM_ACTIONS: dict[str, str] = {
     "Microsoft.Authorization/roleAssignments/write": "assign Key Vault Crypto Service Encryption User (RBAC vaults)",
     "Microsoft.ManagedIdentity/userAssignedIdentities/read": "check a user-assigned identity exists",
     "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action": "attach a user-assigned identity to an account",
-    "Microsoft.ResourceGraph/resources/read": "discover the accounts of a rollout scope",
+    "Microsoft.ResourceGraph/resources/read": (
+        "discover the accounts of a rollout scope; find a key's vault by name in every readable subscription"
+    ),
     "Microsoft.Insights/metrics/read": "estimate each account's encryption time (data size, spare throughput)",
 }
 

@@ -13,7 +13,7 @@ from typing import Literal, NotRequired, TypedDict
 from cmk import inventory, settings
 from cmk.document_ids import MAX_DOCUMENT_ID_BYTES, DocumentIdScan, scan_document_ids
 from cmk.findings import Code, Finding, blocking, has_blocking, warning
-from cmk.inventory import AccountFacts, KeyFacts, VaultFacts
+from cmk.inventory import AccountFacts, KeyFacts, VaultLookup
 from cmk.requests import SYSTEM_ASSIGNED, EnablementRequest
 from cmk.resource_ids import ResourceId, parse_account_id, parse_identity_id, parse_key_uri, same_key_uri
 
@@ -157,18 +157,44 @@ def check_existing_key(account: AccountFacts, key_uri: str) -> Finding | None:
     )
 
 
-def check_vault(vault: VaultFacts | None, key_uri: str, unsearched: list[str] | None = None) -> list[Finding]:
+CROSS_TENANT_DOC = "https://learn.microsoft.com/azure/cosmos-db/how-to-setup-cross-tenant-customer-managed-keys"
+
+
+def check_vault(lookup: VaultLookup, key_uri: str, account: AccountFacts | None = None) -> list[Finding]:
+    vault = lookup["vault"]
     vault_name = parse_key_uri(key_uri).vault_name
     if vault is None:
-        could_not = f" Could not search subscription(s) {', '.join(unsearched)}." if unsearched else ""
+        where = (
+            f"in the account's subscription or CMK_KEY_VAULT_SUBSCRIPTIONS ({', '.join(lookup['searched'])})"
+            if lookup["searched"] is not None
+            else "in any subscription this app can read (Resource Graph, every subscription of its tenant and any "
+            "delegated to it)"
+        )
+        could_not = (
+            f" Could not search subscription(s) {', '.join(lookup['unsearched'])}." if lookup["unsearched"] else ""
+        )
         return [
             blocking(
                 Code.VAULT_NOT_FOUND,
-                f"Key Vault {vault_name} was not found in the account's subscription or in "
-                f"CMK_KEY_VAULT_SUBSCRIPTIONS (or this app cannot read it).{could_not}",
+                f"Key Vault {vault_name} was not found {where}.{could_not} Grant this app read access (the operator "
+                "role of infra/fleet-access) on the vault's subscription; a vault in another Microsoft Entra tenant "
+                "needs cross-tenant customer-managed keys, which this tool does not set up.",
             )
         ]
     findings: list[Finding] = []
+    foreign = _foreign_tenant(lookup, account)
+    if foreign is not None:
+        home, other, how = foreign
+        findings.append(
+            blocking(
+                Code.KEY_IN_ANOTHER_TENANT,
+                f"Key Vault {vault['name']} belongs to tenant {other} ({how}), not to the account's tenant {home}. "
+                "Cosmos DB reaches a key in another tenant only with cross-tenant customer-managed keys (a "
+                "multi-tenant app registration federated with a user-assigned identity, and defaultIdentity "
+                "'UserAssignedIdentity=<id>&FederatedClientId=<app id>'), which this tool does not set up: use a key "
+                f"of tenant {home}, or configure cross-tenant keys yourself ({CROSS_TENANT_DOC}).",
+            )
+        )
     if not vault["softDeleteEnabled"]:
         findings.append(
             blocking(
@@ -197,6 +223,28 @@ def check_vault(vault: VaultFacts | None, key_uri: str, unsearched: list[str] | 
             )
         )
     return findings
+
+
+def _foreign_tenant(lookup: VaultLookup, account: AccountFacts | None) -> tuple[str, str, str] | None:
+    """(account's tenant, vault's tenant, how we know) when the vault answers to another Entra tenant.
+
+    The account's tenant: its managed identity's tenant, else its subscription's (Resource Graph). The vault's: the
+    tenant Key Vault authenticates its callers against (properties.tenantId) and its subscription's tenant, which
+    differ from ours for a vault of another tenant delegated to this app (Azure Lighthouse) or a vault whose
+    subscription moved tenants without its tenantId being updated.
+    """
+    home = (account["identityTenantId"] if account else None) or lookup["accountSubscriptionTenantId"]
+    vault = lookup["vault"]
+    if not home or vault is None:
+        return None
+    candidates = (
+        (lookup["vaultSubscriptionTenantId"], "the tenant of its subscription"),
+        (vault["tenantId"], "the tenant its callers authenticate against, properties.tenantId"),
+    )
+    for tenant, how in candidates:
+        if tenant and tenant.lower() != home.lower():
+            return home, tenant, how
+    return None
 
 
 def check_key(key: KeyFacts | None, key_uri: str, as_of: datetime) -> list[Finding]:
@@ -316,8 +364,9 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
         return _result(account_id, [existing], None, account)
 
     findings = check_account(account)
-    vault, unsearched = inventory.find_vault(parse_key_uri(key_uri), account_id.subscription_id)
-    findings += check_vault(vault, key_uri, unsearched)
+    lookup = inventory.find_vault(parse_key_uri(key_uri), account_id)
+    vault = lookup["vault"]
+    findings += check_vault(lookup, key_uri, account)
     if vault is not None:
         findings += check_key(inventory.read_key(vault, parse_key_uri(key_uri)), key_uri, as_of)
 

@@ -101,7 +101,8 @@ _ALL = (
     Setting(
         "CMK_KEY_VAULT_SUBSCRIPTIONS",
         "[]",
-        "JSON list of subscription ids to search for key vaults besides the account's own subscription.",
+        "Optional JSON list of subscription ids that narrows where a key's vault is looked for: the account's "
+        "subscription and these. Empty: every subscription the app can read (Resource Graph, by vault name).",
     ),
     Setting(
         "CMK_ACTIVITY_MAX_ATTEMPTS",

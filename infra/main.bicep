@@ -107,7 +107,7 @@ param cmkDocumentIdScanSeconds string = '120'
 @description('CMK_DOCUMENT_ID_SCAN_PAGE_SIZE: items per page of the document-id queries; each 429 halves it for the next queries.')
 param cmkDocumentIdScanPageSize string = '100'
 
-@description('CMK_KEY_VAULT_SUBSCRIPTIONS: subscription ids to search for key vaults besides the account\'s own.')
+@description('CMK_KEY_VAULT_SUBSCRIPTIONS: optional narrowing of the key vault search to the account\'s subscription and these (empty: every readable subscription).')
 param cmkKeyVaultSubscriptions array = []
 
 @description('CMK_ACTIVITY_MAX_ATTEMPTS: attempts of an activity that fails after the SDK\'s own retries.')

@@ -16,6 +16,9 @@ SUB = "3c9e1f7a-52d4-4b8e-9a16-0e2d4c6f8b31"
 RG = "rg-cmk-tests"
 OTHER_SUB = "8a4b2c6d-1e3f-4a5b-9c7d-2e4f6a8b0c1d"
 UNKNOWN_SUB = "0f0f0f0f-1e3f-4a5b-9c7d-2e4f6a8b0c1d"
+# A subscription of a partner's tenant delegated to the app (Azure Lighthouse): its vault answers to that tenant.
+FOREIGN_SUB = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+FOREIGN_TENANT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
 @dataclass
@@ -53,6 +56,9 @@ def build_world() -> dict[str, Any]:
     trusted = b.key_vault(
         SUB, RG, "kv-trusted", tenant_id=TENANT, network_acls={"defaultAction": "Deny", "bypass": "AzureServices"}
     )
+    partner = b.key_vault(FOREIGN_SUB, "rg-partner-keys", "kv-partner", tenant_id=FOREIGN_TENANT)
+    # In our subscription, but still answering to the tenant the subscription came from (moved without an update).
+    moved = b.key_vault(SUB, RG, "kv-moved", tenant_id=FOREIGN_TENANT)
     keys = [
         b.vault_key(vault, "cosmos-cmk"),
         b.vault_key(vault, "disabled", enabled=False),
@@ -61,7 +67,10 @@ def build_world() -> dict[str, Any]:
         b.vault_key(vault, "elliptic", kty="EC", key_size=256),
         b.vault_key(vault, "small", key_size=1024),
         b.vault_key(rbac_vault, "cosmos-cmk"),
-        *(b.vault_key(v, "cosmos-cmk") for v in (no_soft_delete, no_purge, private, firewalled, trusted, elsewhere)),
+        *(
+            b.vault_key(v, "cosmos-cmk")
+            for v in (no_soft_delete, no_purge, private, firewalled, trusted, elsewhere, partner, moved)
+        ),
     ]
     restricted = b.vault_key(vault, "sign-only")
     restricted["properties"]["keyOps"] = ["sign", "verify"]
@@ -126,6 +135,8 @@ def build_world() -> dict[str, Any]:
         firewalled,
         trusted,
         elsewhere,
+        partner,
+        moved,
         *keys,
         *accounts,
         *services,

@@ -9,7 +9,7 @@ import pytest
 
 from activities.preflight import preflight_activity
 from cmk.errors import InvalidRequest
-from tests.activities.conftest import OTHER_SUB, RG, SUB, UNKNOWN_SUB, Cloud
+from tests.activities.conftest import FOREIGN_TENANT, OTHER_SUB, RG, SUB, UNKNOWN_SUB, Cloud
 
 
 def run(cloud: Cloud, account: str, key_uri: str | None = None, **request: Any) -> dict[str, Any]:
@@ -125,11 +125,18 @@ def test_several_problems_are_reported_together(cloud: Cloud) -> None:
     assert {"CASSANDRA_NOT_SUPPORTED", "VAULT_PURGE_PROTECTION_DISABLED"} <= set(codes(result))
 
 
-def test_a_vault_in_another_subscription_is_searched_only_when_configured(
-    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_vault_in_another_subscription_is_found_through_resource_graph(cloud: Cloud) -> None:
+    """A central security subscription needs no configuration: the vault is found by name across subscriptions."""
+    before = cloud.last_sequence()
+    found = run(cloud, "acct-ready", "https://kv-elsewhere.vault.azure.net/keys/cosmos-cmk")
+    assert not found["blocked"], found["findings"]
+    assert found["plan"]["vault"]["id"].startswith(f"/subscriptions/{OTHER_SUB}/")
+    graph = [r for r in cloud.simulator.requests(since=before) if "Microsoft.ResourceGraph" in r["path"]]
+    assert len(graph) == 1 and graph[0]["status"] == 200
+
+
+def test_cmk_key_vault_subscriptions_narrows_the_search(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "https://kv-elsewhere.vault.azure.net/keys/cosmos-cmk"
-    assert "VAULT_NOT_FOUND" in codes(run(cloud, "acct-ready", key))
     monkeypatch.setenv("CMK_KEY_VAULT_SUBSCRIPTIONS", f'["{UNKNOWN_SUB}", "{OTHER_SUB}"]')
     found = run(cloud, "acct-ready", key)
     assert not found["blocked"], found["findings"]
@@ -137,7 +144,30 @@ def test_a_vault_in_another_subscription_is_searched_only_when_configured(
     monkeypatch.setenv("CMK_KEY_VAULT_SUBSCRIPTIONS", f'["{UNKNOWN_SUB}"]')
     missing = run(cloud, "acct-ready", key)
     message = next(f["message"] for f in missing["findings"] if f["code"] == "VAULT_NOT_FOUND")
-    assert UNKNOWN_SUB in message
+    assert UNKNOWN_SUB in message and SUB in message
+
+
+def test_a_vault_nowhere_the_app_can_read_says_where_it_looked(cloud: Cloud) -> None:
+    result = run(cloud, "acct-ready", "https://kv-nowhere.vault.azure.net/keys/cosmos-cmk")
+    assert codes(result) == ["VAULT_NOT_FOUND"]
+    assert "any subscription this app can read" in result["findings"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("vault", "how"),
+    [
+        ("kv-partner", "properties.tenantId"),  # a partner's subscription delegated to the app
+        ("kv-moved", "properties.tenantId"),  # our subscription, a vault still bound to its old tenant
+    ],
+)
+def test_a_key_in_another_tenant_gets_its_own_finding(cloud: Cloud, vault: str, how: str) -> None:
+    before = cloud.last_sequence()
+    result = run(cloud, "acct-ready", f"https://{vault}.vault.azure.net/keys/cosmos-cmk")
+    assert codes(result) == ["KEY_IN_ANOTHER_TENANT"], result["findings"]
+    message = result["findings"][0]["message"]
+    assert FOREIGN_TENANT in message and how in message and "cross-tenant" in message
+    assert result["plan"] is None
+    assert cloud.writes_since(before) == []
 
 
 @pytest.mark.parametrize(
