@@ -144,10 +144,14 @@ class LocalStack:
             require_keys=self._require_keys,
         )
         self.host.start()
+        # As Event Grid calls an AzureFunction destination: with the Event Grid extension's system key.
+        code = f"&code={self.host.keys.eventgrid_extension}" if self.host.keys is not None else ""
         self.simulator.add_event_subscription(
             {
                 "name": ENROLMENT_SUBSCRIPTION,
-                "endpoint": f"{self.host.base_url}/runtime/webhooks/eventgrid?functionName={ENROLMENT_FUNCTION}",
+                "endpoint": (
+                    f"{self.host.base_url}/runtime/webhooks/eventgrid?functionName={ENROLMENT_FUNCTION}{code}"
+                ),
                 "schema": "EventGridSchema",
                 "includedEventTypes": ["Microsoft.Resources.ResourceWriteSuccess"],
             }

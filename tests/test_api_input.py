@@ -227,3 +227,16 @@ def test_an_instance_id_no_instance_can_have_is_a_404_without_a_lookup(api: Api,
 def test_rollouts_without_accounts_or_scope_are_a_400(api: Api) -> None:
     _refused(api, api.call("POST", "cmk/rollouts", json={}), code="NoAccounts")
     _refused(api, api.call("POST", "cmk/rollouts", json={"keyUri": KEY}), code="NoAccounts")
+
+
+def test_the_simulated_event_grid_calls_the_webhook_with_its_system_key(api: Api) -> None:
+    with api.stack.simulator.state.lock:
+        endpoints = [str(s["endpoint"]) for s in api.stack.simulator.state.event_subscriptions]
+    assert len(endpoints) == 1 and endpoints[0].endswith(f"&code={api.keys.eventgrid_extension}")
+    handshake: list[dict[str, Any]] = [{"id": "1", "eventType": "Validation", "data": {"validationCode": "c-1"}}]
+    headers = {"aeg-event-type": "SubscriptionValidation"}
+    assert requests.post(endpoints[0], json=handshake, headers=headers, timeout=30).json() == {
+        "validationResponse": "c-1"
+    }
+    keyless = endpoints[0].split("&code=")[0]
+    assert requests.post(keyless, json=handshake, headers=headers, timeout=30).status_code == 401

@@ -1,8 +1,9 @@
 """The Durable Functions HTTP management API (extension `HttpApiHandler`).
 
-Served twice, like the extension does: under `/runtime/webhooks/durabletask/` (the public webhook, key-protected
-when keys are required) and under `/durabletask/` (the `rpcBaseUrl` the Python `DurableOrchestrationClient`
-calls; the extension's LocalHttpListener, which needs no key). Status codes, headers and payloads follow the
+Served twice, like the extension does: under `/runtime/webhooks/durabletask/` on the public port (the webhook,
+behind the system key when keys are required) and under `/durabletask/` on a loopback port of its own (the
+`rpcBaseUrl` the Python `DurableOrchestrationClient` calls; the extension's LocalHttpListener, which needs no key
+and which Azure does not expose). Status codes, headers and payloads follow the
 extension source and golden/durable/HTTP-API-NOTES.md: 202 + Location + Retry-After while running, 200 when
 terminal, 404 unknown, 410 for operations on finished instances, 409 when starting an ID that is still running.
 """
@@ -172,8 +173,11 @@ class DurableHttpApi:
             "resumePostUri": f"{instance}/resume?reason={{text}}&{suffix}",
         }
 
-    def client_binding(self, origin: str, task_hub: str | None, connection: str | None) -> dict[str, Any]:
-        """The durable client binding JSON (extension `DurableOrchestrationClientToString`)."""
+    def client_binding(
+        self, origin: str, task_hub: str | None, connection: str | None, rpc_origin: str | None = None
+    ) -> dict[str, Any]:
+        """The durable client binding JSON (extension `DurableOrchestrationClientToString`); `rpc_origin` is the
+        local listener's (the public origin when not given)."""
         base = f"{origin}{WEBHOOK_PATH}"
         management = self.management_payload(origin, "INSTANCEID")
         suffix = self.query_suffix()
@@ -192,7 +196,7 @@ class DurableHttpApi:
             "managementUrls": management,
             "baseUrl": base,
             "requiredQueryStringParameters": suffix,
-            "rpcBaseUrl": f"{origin}{RPC_PATH}/",
+            "rpcBaseUrl": f"{rpc_origin or origin}{RPC_PATH}/",
             "httpBaseUrl": "",
             "maxGrpcMessageSizeInBytes": 0,
             "grpcHttpClientTimeout": "00:01:40",

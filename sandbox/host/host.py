@@ -89,6 +89,8 @@ class LocalHost:
         self.config: HostConfig | None = None
         self.registry: FunctionRegistry | None = None
         self.base_url = ""
+        # The Durable extension's local listener (rpcBaseUrl): a loopback port of its own, never the public one.
+        self.rpc_url = ""
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -205,12 +207,18 @@ class LocalHost:
             self._worker_pool,
             str(self.app_dir),
             lambda binding: json.dumps(
-                durable_api.client_binding(self.base_url, binding.get("taskHub"), binding.get("connectionName"))
+                durable_api.client_binding(
+                    self.base_url, binding.get("taskHub"), binding.get("connectionName"), self.rpc_url
+                )
             ),
         )
         server = HostHttpServer(
             registry=self.registry, config=self.config, invoker=invoker, durable_api=durable_api, keys=keys
         )
+        rpc_runner = web.AppRunner(server.rpc_application(), access_log=None)
+        await rpc_runner.setup()
+        await web.TCPSite(rpc_runner, "127.0.0.1", 0).start()
+        self.rpc_url = f"http://127.0.0.1:{int(rpc_runner.addresses[0][1])}"
         runner = web.AppRunner(server.application(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)
@@ -224,6 +232,7 @@ class LocalHost:
         finally:
             await self._engine.stop()
             await runner.cleanup()
+            await rpc_runner.cleanup()
             await _reset_durable_client_session()
 
     # --- notifications ------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sandbox.host.routes import RouteTemplate
 log = logging.getLogger("sandbox.host")
 
 EVENT_GRID_PATH = "/runtime/webhooks/eventgrid"
+ADMIN_PATH = "/admin"
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,24 @@ class HostHttpServer:
         self._routes = sorted(routes, key=lambda route: route.template.precedence)
 
     def application(self) -> web.Application:
+        """The public port: HTTP triggers, and the system endpoints behind their keys."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", WEBHOOK_PATH, self._durable_webhook)
         app.router.add_route("*", WEBHOOK_PATH + "/{tail:.*}", self._durable_webhook)
-        app.router.add_route("*", RPC_PATH + "/{tail:.*}", self._durable_rpc)
         app.router.add_route("*", EVENT_GRID_PATH, self._event_grid)
-        app.router.add_route("GET", "/admin/host/status", self._host_status)
+        app.router.add_route("*", ADMIN_PATH, self._admin)
+        app.router.add_route("*", ADMIN_PATH + "/{tail:.*}", self._admin)
         app.router.add_route("*", "/{tail:.*}", self._http_trigger)
+        return app
+
+    def rpc_application(self) -> web.Application:
+        """The Durable extension's local listener (`rpcBaseUrl`), which the worker's client calls without a key.
+
+        On Azure it listens on the instance's loopback (127.0.0.1:17071) and is not reachable from outside; here it
+        is a second loopback port of its own, so nothing on the public port answers without the key Azure asks for
+        (the management API there is /runtime/webhooks/durabletask, behind the system key)."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", RPC_PATH + "/{tail:.*}", self._durable_rpc)
         return app
 
     # --- keys ---------------------------------------------------------------------------------------------------
@@ -116,10 +128,18 @@ class HostHttpServer:
 
     # --- handlers -----------------------------------------------------------------------------------------------
 
-    async def _host_status(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"state": "Running", "functions": sorted(f.name for f in self._registry.functions.values())}
-        )
+    async def _admin(self, request: web.Request) -> web.Response:
+        """The host's admin API: `/admin/host/ping` is anonymous, everything else needs the master key (ADMIN)."""
+        path = request.path.rstrip("/").lower()
+        if path == ADMIN_PATH + "/host/ping":
+            return web.Response(status=200)
+        if not self._authorized(request, "ADMIN"):
+            return web.Response(status=401)
+        if path == ADMIN_PATH + "/host/status" and request.method == "GET":
+            return web.json_response(
+                {"state": "Running", "functions": sorted(f.name for f in self._registry.functions.values())}
+            )
+        return web.Response(status=404)
 
     async def _durable_webhook(self, request: web.Request) -> web.Response:
         system_key = self._keys.durabletask_extension if self._keys else None
@@ -174,15 +194,15 @@ class HostHttpServer:
         return _http_response(returned)
 
     async def _event_grid(self, request: web.Request) -> web.Response:
+        system_key = self._keys.eventgrid_extension if self._keys else None
+        if not self._authorized(request, "SYSTEM", system_key):
+            return web.Response(status=401)  # before anything else: no key, no word about the functions
         name = request.query.get("functionName")
         if not name:
             return web.Response(status=400, text="functionName query parameter is required")
         info = self._registry.get(name)
         if info is None or info.trigger_type != EVENT_GRID_TRIGGER:
             return web.Response(status=404, text=f"cannot find function: '{name}'")
-        system_key = self._keys.eventgrid_extension if self._keys else None
-        if not self._authorized(request, "SYSTEM", system_key):
-            return web.Response(status=401)
         if request.method == "OPTIONS":
             # CloudEvents abuse protection handshake.
             origin = request.headers.get("WebHook-Request-Origin", "*")

@@ -27,8 +27,8 @@ def test_a_key_outside_ascii_is_refused_with_401(start_host: HostFactory, code: 
 
 @pytest.mark.parametrize("token", ["garbage", "eyJ4IjogMX0=", "W10=", "eyJhZnRlciI6IDV9", "%%%"])
 def test_a_continuation_token_the_store_did_not_hand_out_is_a_400(host: LocalHost, token: str) -> None:
-    for base in (DURABLE, "/durabletask"):
-        reply = http("GET", f"{host.base_url}{base}/instances", headers={"x-ms-continuation-token": token})
+    for base in (f"{host.base_url}{DURABLE}", f"{host.rpc_url}/durabletask"):
+        reply = http("GET", f"{base}/instances", headers={"x-ms-continuation-token": token})
         assert reply.status == 400, (base, reply.text)
         assert "continuation token" in reply.json()["ExceptionMessage"]
 

@@ -256,7 +256,8 @@ def test_function_keys_are_only_enforced_when_required(start_host: HostFactory, 
     assert http("GET", f"{host.base_url}/api/hello").status == 200, "anonymous routes never need a key"
     assert http("POST", start, json_body=1).status == (401 if require_keys else 202)
     assert http("GET", status_url).status == (401 if require_keys else 404)
-    assert http("GET", f"{host.base_url}/durabletask/instances/none").status == 404, "the RPC endpoint is keyless"
+    assert http("GET", f"{host.rpc_url}/durabletask/instances/none").status == 404, "the local listener is keyless"
+    assert http("GET", f"{host.base_url}/durabletask/instances/none").status == 404, "and not on the public port"
     if host.keys is not None:
         with_code = http("POST", f"{start}?code={host.keys.default_function}", json_body=1)
         assert with_code.status == 202
