@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox.azure import authorization, cosmos, keyvault, monitor, resource_graph
+from sandbox.azure import authorization, cosmos, keyvault, monitor, rbac, resource_graph
 from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import ArmError, resource_not_found
 from sandbox.azure.ids import ACCOUNT_TYPE, SQL_ROLE_ASSIGNMENT_TYPE, VAULT_TYPE, id_key, parse_resource_id
@@ -10,6 +10,7 @@ from sandbox.azure.throttling import ArmThrottle, ResourceGraphQuota
 
 RESOURCE_GRAPH_PATH = "/providers/microsoft.resourcegraph/resources"
 _ROLE_ASSIGNMENT_SEGMENTS = ("providers", "microsoft.authorization", "roleassignments")
+_ROLE_DEFINITION_SEGMENTS = ("providers", "microsoft.authorization", "roledefinitions")
 
 
 class ArmRouter:
@@ -27,7 +28,14 @@ class ArmRouter:
             if context.method != "POST":
                 raise _method_not_allowed(context)
             quota = self.resource_graph_quota.take(context.principal_id, state.now())
-            reply = resource_graph.query_resources(state, context)
+            try:
+                rbac.authorize(state, context)
+            except ArmError as error:
+                error.headers = {**quota, **error.headers}
+                raise
+            reply = resource_graph.query_resources(
+                state, context, visible=lambda resource_id: rbac.visible(state, context, resource_id)
+            )
             reply.headers.update(quota)
             return reply
         throttle_headers: dict[str, str] = {}
@@ -39,17 +47,28 @@ class ArmRouter:
             error.headers = {**throttle_headers, **error.headers}
             raise
         reply.headers = {**throttle_headers, **reply.headers}
+        decision = context.authorization
+        if decision is not None and decision.partial and isinstance(reply.body, dict):
+            items = reply.body.get("value")
+            if isinstance(items, list):  # a list the caller may read only part of: ARM answers with that part
+                reply.body = {**reply.body, "value": rbac.filter_visible(state, context, items)}
         return reply
 
     def _route(self, context: RequestContext, path: str, segments: list[str], lowered: list[str]) -> Reply:
         state = self.state
         role_index = _find_sequence(lowered, _ROLE_ASSIGNMENT_SEGMENTS)
         if role_index is not None:
+            rbac.authorize(state, context)
             return self._role_assignments(context, segments, role_index)
+        definition_index = _find_sequence(lowered, _ROLE_DEFINITION_SEGMENTS)
+        if definition_index is not None:
+            rbac.authorize(state, context)
+            return self._role_definitions(context, segments, definition_index)
         if len(segments) < 2 or lowered[0] != "subscriptions":
             raise ArmError(404, "NotFound", f"No route for '{context.method} {path}'.")
         if lowered[1] not in state.known_subscriptions():
             raise ArmError(404, "SubscriptionNotFound", f"The subscription '{segments[1]}' could not be found.")
+        rbac.authorize(state, context)
         # /subscriptions/{s}/providers/Microsoft.DocumentDB/locations/{region}/operationsStatus/{id}
         if (
             len(lowered) == 8
@@ -132,6 +151,22 @@ class ArmRouter:
             return authorization.delete_role_assignment(state, context, scope, name)
         _require_method(context, "GET")
         return authorization.get_role_assignment(state, scope, name)
+
+    def _role_definitions(self, context: RequestContext, segments: list[str], index: int) -> Reply:
+        state = self.state
+        scope = "/" + "/".join(segments[:index]) if index > 0 else "/"
+        tail = segments[index + 3 :]
+        if not tail:
+            _require_method(context, "GET")
+            return authorization.list_role_definitions(state, scope, context.query.get("$filter"))
+        if len(tail) != 1:
+            raise ArmError(404, "NotFound", f"No route for '{context.method} {context.path}'.")
+        if context.method == "PUT":
+            return authorization.put_role_definition(state, context, scope, tail[0])
+        if context.method == "DELETE":
+            return authorization.delete_role_definition(state, scope, tail[0])
+        _require_method(context, "GET")
+        return authorization.get_role_definition(state, scope, tail[0])
 
 
 def _find_sequence(haystack: list[str], needle: tuple[str, ...]) -> int | None:

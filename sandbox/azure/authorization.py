@@ -1,17 +1,14 @@
-"""Microsoft.Authorization/roleAssignments: create, read, list, delete, and the "effective after propagation" rule.
+"""Microsoft.Authorization/roleAssignments and roleDefinitions: create, read, list, delete.
 
 A role assignment counts for authorization checks only `rbacPropagationSeconds` (simulated) after it was created,
-as Azure RBAC "can take several minutes" to apply. Assignments that come from the world file are already
-effective. Only the built-in roles that matter to CMK carry data actions here; any other well-formed role
-definition id is accepted (it may be a custom role) and grants no data actions.
+as Azure RBAC "can take several minutes" to apply; assignments that come from the world file are already
+effective. What roles grant, and the checks themselves, are in sandbox/azure/rbac.py.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
@@ -19,80 +16,29 @@ from sandbox.azure.errors import ArmError, bad_request
 from sandbox.azure.ids import (
     IDENTITY_TYPE,
     ROLE_ASSIGNMENT_TYPE,
+    ROLE_DEFINITION_TYPE,
     JsonDict,
     id_key,
     is_scope_at_or_above,
     normalize_id,
     split_role_assignment_id,
 )
-
-
-@dataclass(frozen=True)
-class RoleDefinition:
-    name: str
-    data_actions: tuple[str, ...]
-
-
-KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
-
-BUILTIN_ROLES: dict[str, RoleDefinition] = {
-    KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER: RoleDefinition(
-        "Key Vault Crypto Service Encryption User",
-        (
-            "Microsoft.KeyVault/vaults/keys/read",
-            "Microsoft.KeyVault/vaults/keys/wrapKey/action",
-            "Microsoft.KeyVault/vaults/keys/unwrapKey/action",
-        ),
-    ),
-    "00482a5a-887f-4fb3-b363-3b7fe8e74483": RoleDefinition("Key Vault Administrator", ("Microsoft.KeyVault/vaults/*",)),
-    "14b46e9e-c2b7-41b4-b07b-48a6ebf60603": RoleDefinition(
-        "Key Vault Crypto Officer",
-        ("Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*"),
-    ),
-    "12338af0-0e69-4776-bea7-57ae8d297424": RoleDefinition(
-        "Key Vault Crypto User",
-        (
-            "Microsoft.KeyVault/vaults/keys/read",
-            "Microsoft.KeyVault/vaults/keys/update/action",
-            "Microsoft.KeyVault/vaults/keys/backup/action",
-            "Microsoft.KeyVault/vaults/keys/encrypt/action",
-            "Microsoft.KeyVault/vaults/keys/decrypt/action",
-            "Microsoft.KeyVault/vaults/keys/wrapKey/action",
-            "Microsoft.KeyVault/vaults/keys/unwrapKey/action",
-            "Microsoft.KeyVault/vaults/keys/sign/action",
-            "Microsoft.KeyVault/vaults/keys/verify/action",
-        ),
-    ),
-    "21090545-7ca7-4776-b22c-e363652d74d2": RoleDefinition(
-        "Key Vault Reader",
-        ("Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/vaults/secrets/readMetadata/action"),
-    ),
-    "f25e0fa2-a7c8-4377-a976-54943a77a395": RoleDefinition("Key Vault Contributor", ()),
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": RoleDefinition("Owner", ()),
-    "b24988ac-6180-42a0-ab88-20f7382dd24c": RoleDefinition("Contributor", ()),
-    "acdd72a7-3385-48ef-bd42-f606fba81ae7": RoleDefinition("Reader", ()),
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": RoleDefinition("User Access Administrator", ()),
-}
-
-CMK_KEY_DATA_ACTIONS = (
-    "Microsoft.KeyVault/vaults/keys/read",
-    "Microsoft.KeyVault/vaults/keys/wrapKey/action",
-    "Microsoft.KeyVault/vaults/keys/unwrapKey/action",
+from sandbox.azure.rbac import (
+    BUILTIN_ROLES,
+    UnsupportedCondition,
+    check_condition,
+    find_role,
+    role_from_body,
+    role_guid,
 )
 
-_ROLE_DEFINITION_ID = re.compile(
-    r"^(?:/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/(?P<guid>[0-9a-fA-F-]{36})$",
-    re.IGNORECASE,
-)
 _PRINCIPAL_TYPES = {"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"}
 ACTION_WRITE = "Microsoft.Authorization/roleAssignments/write"
 ACTION_READ = "Microsoft.Authorization/roleAssignments/read"
 ACTION_DELETE = "Microsoft.Authorization/roleAssignments/delete"
-
-
-def role_guid(role_definition_id: str) -> str | None:
-    match = _ROLE_DEFINITION_ID.match(role_definition_id.strip())
-    return match.group("guid").lower() if match else None
+ACTION_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
+ACTION_DEFINITION_READ = "Microsoft.Authorization/roleDefinitions/read"
+ACTION_DEFINITION_DELETE = "Microsoft.Authorization/roleDefinitions/delete"
 
 
 def _is_guid(value: str) -> bool:
@@ -101,35 +47,6 @@ def _is_guid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def is_effective(state: CloudState, assignment_id: str) -> bool:
-    created = state.created_at.get(id_key(assignment_id), 0.0)
-    return state.now() >= created + state.settings.rbac_propagation_seconds
-
-
-def effective_data_actions(state: CloudState, principal_id: str, resource_id: str) -> list[str]:
-    """Data actions granted to `principal_id` on `resource_id` by role assignments that have propagated."""
-    actions: list[str] = []
-    for assignment in state.of_type(ROLE_ASSIGNMENT_TYPE):
-        properties = assignment.get("properties") or {}
-        if str(properties.get("principalId", "")).lower() != principal_id.lower():
-            continue
-        scope = str(properties.get("scope") or split_role_assignment_id(str(assignment["id"]))[0])
-        if not is_scope_at_or_above(scope, resource_id):
-            continue
-        if not is_effective(state, str(assignment["id"])):
-            continue
-        guid = role_guid(str(properties.get("roleDefinitionId", "")))
-        role = BUILTIN_ROLES.get(guid or "")
-        if role is not None:
-            actions.extend(role.data_actions)
-    return actions
-
-
-def has_data_actions(granted: list[str], required: tuple[str, ...]) -> bool:
-    lowered = [action.lower() for action in granted]
-    return all(any(fnmatch.fnmatchcase(need.lower(), pattern) for pattern in lowered) for need in required)
 
 
 def known_principals(state: CloudState) -> set[str]:
@@ -175,6 +92,22 @@ def put_role_assignment(state: CloudState, context: RequestContext, scope: str, 
     guid = role_guid(role_definition_id)
     if guid is None:
         raise bad_request(f"The role definition ID '{role_definition_id}' is not valid.", "InvalidRoleDefinitionId")
+    role = find_role(state, role_definition_id)
+    if role is not None and not role.assignable_at("/" if scope in ("", "/") else normalize_id(scope)):
+        # A custom role outside its assignableScopes does not exist there, as far as the assignment is concerned.
+        # An unknown GUID is accepted: Azure has built-in roles the simulator does not model (they grant nothing).
+        raise bad_request(
+            f"The specified role definition with ID '{guid}' does not exist.", "RoleDefinitionDoesNotExist"
+        )
+    try:
+        check_condition(properties.get("condition"), properties.get("conditionVersion"))
+    except UnsupportedCondition as error:
+        raise bad_request(
+            f"The Azure simulator cannot evaluate this role assignment condition, so it refuses it: {error}. It "
+            "evaluates ActionMatches and the RoleDefinitionId, PrincipalId and PrincipalType attributes of role "
+            "assignments (sandbox/worlds/README.md).",
+            "UnsupportedCondition",
+        ) from error
     principal_id = str(properties.get("principalId", ""))
     if not _is_guid(principal_id):
         raise bad_request(f"The principal ID '{principal_id}' is not valid.", "InvalidPrincipalId")
@@ -307,3 +240,129 @@ def _parse_filter(filter_text: str | None) -> tuple[bool, str | None]:
             continue
         raise bad_request(f"The filter '{filter_text}' is not supported.", "UnsupportedQuery")
     return at_scope, principal
+
+
+# ----------------------------------------------------------------------------- role definitions
+
+
+def _definition_id(scope: str, name: str) -> str:
+    base = "" if scope in ("", "/") else normalize_id(scope)
+    return f"{base}/providers/Microsoft.Authorization/roleDefinitions/{name}"
+
+
+def builtin_body(guid: str) -> JsonDict:
+    """A built-in role definition as GET returns it."""
+    role = BUILTIN_ROLES[guid]
+    return {
+        "id": f"/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+        "name": guid,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": role.name,
+            "type": "BuiltInRole",
+            "description": role.name,
+            "assignableScopes": list(role.assignable_scopes),
+            "permissions": [permission.to_json() for permission in role.permissions],
+        },
+    }
+
+
+def _find_custom(state: CloudState, guid: str) -> JsonDict | None:
+    for body in state.of_type(ROLE_DEFINITION_TYPE):
+        if str(body.get("name", "")).lower() == guid.lower():
+            return body
+    return None
+
+
+def put_role_definition(state: CloudState, context: RequestContext, scope: str, name: str) -> Reply:
+    body = context.body
+    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+        raise bad_request("The request body must contain 'properties'.", "InvalidRequestContent")
+    if not _is_guid(name):
+        raise bad_request(
+            f"The role definition ID '{name}' is not valid. It must be a GUID.", "InvalidRoleDefinitionId"
+        )
+    if name.lower() in BUILTIN_ROLES:
+        raise ArmError(403, "RoleDefinitionUpdateNotPermitted", "Built-in role definitions cannot be changed.")
+    properties: JsonDict = body["properties"]
+    definition_id = _definition_id(scope, name)
+    candidate = {"id": definition_id, "name": name, "properties": properties}
+    try:
+        role = role_from_body(candidate)
+    except ValueError as error:
+        raise bad_request(f"The role definition is not valid: {error}.", "InvalidRoleDefinition") from error
+    for other in state.of_type(ROLE_DEFINITION_TYPE):
+        same_name = str((other.get("properties") or {}).get("roleName", "")).lower() == role.name.lower()
+        if same_name and str(other.get("name", "")).lower() != name.lower():
+            raise ArmError(
+                409,
+                "RoleDefinitionWithSameNameExists",
+                "A custom role with the same name already exists in this directory. Use a different name.",
+            )
+    existing = _find_custom(state, name)
+    previous: JsonDict = (existing.get("properties") or {}) if existing is not None else {}
+    now = iso(state.now())
+    created = {
+        "id": str(existing["id"]) if existing is not None else definition_id,
+        "name": name,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": role.name,
+            "type": "CustomRole",
+            "description": properties.get("description"),
+            "assignableScopes": list(role.assignable_scopes),
+            "permissions": [permission.to_json() for permission in role.permissions],
+            "createdOn": previous.get("createdOn", now),
+            "updatedOn": now,
+            "createdBy": previous.get("createdBy", context.principal_id),
+            "updatedBy": context.principal_id,
+        },
+    }
+    state.put_resource(created)
+    return Reply(200 if existing is not None else 201, created)
+
+
+def get_role_definition(state: CloudState, scope: str, name: str) -> Reply:
+    if name.lower() in BUILTIN_ROLES:
+        return Reply(200, builtin_body(name.lower()))
+    found = _find_custom(state, name)
+    if found is None:
+        raise ArmError(404, "RoleDefinitionDoesNotExist", f"The role definition '{name}' could not be found.")
+    return Reply(200, found)
+
+
+def delete_role_definition(state: CloudState, scope: str, name: str) -> Reply:
+    found = _find_custom(state, name)
+    if found is None:
+        return Reply(204, None, empty=True)
+    for assignment in state.of_type(ROLE_ASSIGNMENT_TYPE):
+        if role_guid(str((assignment.get("properties") or {}).get("roleDefinitionId", ""))) == name.lower():
+            raise ArmError(
+                409,
+                "RoleDefinitionHasAssignments",
+                "There are existing role assignments referencing role. Delete them before deleting the role.",
+            )
+    state.delete_resource(str(found["id"]))
+    return Reply(200, found)
+
+
+def list_role_definitions(state: CloudState, scope: str, filter_text: str | None) -> Reply:
+    """Built-in roles and the custom roles assignable at `scope`; `$filter=roleName eq '...'` or `type eq '...'`."""
+    scope_value = "/" if scope in ("", "/") else normalize_id(scope)
+    bodies = [builtin_body(guid) for guid in BUILTIN_ROLES]
+    bodies += [
+        body
+        for body in state.of_type(ROLE_DEFINITION_TYPE)
+        if any(
+            is_scope_at_or_above(str(assignable), scope_value)
+            for assignable in (body.get("properties") or {}).get("assignableScopes") or []
+        )
+    ]
+    if filter_text:
+        match = re.fullmatch(r"\s*(roleName|type)\s+eq\s+'([^']*)'\s*", filter_text, re.IGNORECASE)
+        if match is None:
+            raise bad_request(f"The filter '{filter_text}' is not supported.", "UnsupportedQuery")
+        field, value = match.group(1).lower(), match.group(2).lower()
+        key = "roleName" if field == "rolename" else "type"
+        bodies = [body for body in bodies if str(body["properties"].get(key, "")).lower() == value]
+    return Reply(200, {"value": bodies})

@@ -10,7 +10,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.azure.ids import JsonDict, region_slug
+from sandbox.azure.fleet_access import grants as fleet_access_grants
+from sandbox.azure.ids import JsonDict, id_key, region_slug
+from sandbox.azure.world import DEFAULT_SYSTEM_PRINCIPAL_ID
 
 _MASTER_KEYS = ("primaryMasterKey", "secondaryMasterKey", "primaryReadonlyMasterKey", "secondaryReadonlyMasterKey")
 _NAMESPACE = uuid.UUID("0f9b3c1e-7a52-4d7e-a4f1-3c5b2e8d9a60")
@@ -348,10 +350,22 @@ def world(
     tenant_id: str,
     account_data: dict[str, Any] | None = None,
     simulator: JsonDict | None = None,
+    grants: bool | Iterable[str] = True,
 ) -> JsonDict:
+    """A world object. Unless `grants` is False, the app's principal (`simulator.systemPrincipalId`, else the
+    simulator's default) holds exactly what infra/fleet-access grants it (`fleet_access.grants`: the custom roles
+    from the Bicep, the operator role at every subscription of the world, the key-vault role assigner with its
+    condition on every RBAC-model vault), already propagated; pass principal ids to grant those instead."""
+    bodies = list(resources)
+    if grants is True:
+        principals: list[str] = [str((simulator or {}).get("systemPrincipalId") or DEFAULT_SYSTEM_PRINCIPAL_ID)]
+    else:
+        principals = [] if grants is False else list(grants)
+    present = {id_key(str(body["id"])) for body in bodies}
+    extra = [body for body in fleet_access_grants(bodies, principals) if id_key(str(body["id"])) not in present]
     return {
         "tenantId": tenant_id,
-        "resources": list(resources),
+        "resources": bodies + extra,
         "accountData": dict(account_data or {}),
         "simulator": dict(simulator or {}),
     }

@@ -55,6 +55,7 @@ class RequestContext:
     body: Any
     url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    authorization: Any = None  # the rbac.Decision once authorization has run (logged with the request)
 
     @property
     def principal_id(self) -> str:

@@ -20,8 +20,10 @@ KEY_TYPE = "microsoft.keyvault/vaults/keys"
 KEY_VERSION_TYPE = "microsoft.keyvault/vaults/keys/versions"
 IDENTITY_TYPE = "microsoft.managedidentity/userassignedidentities"
 ROLE_ASSIGNMENT_TYPE = "microsoft.authorization/roleassignments"
+ROLE_DEFINITION_TYPE = "microsoft.authorization/roledefinitions"
 
 ROLE_ASSIGNMENTS_MARKER = "/providers/microsoft.authorization/roleassignments"
+ROLE_DEFINITIONS_MARKER = "/providers/microsoft.authorization/roledefinitions"
 
 
 def id_key(resource_id: str) -> str:
@@ -86,6 +88,8 @@ def resource_type_of(resource_id: str) -> str:
     """Lowercased full type of a resource id (`microsoft.keyvault/vaults/keys`), '' if not a resource id."""
     if key_is_role_assignment(id_key(resource_id)):
         return ROLE_ASSIGNMENT_TYPE  # at any scope, including management groups and the tenant root
+    if ROLE_DEFINITIONS_MARKER + "/" in id_key(resource_id):
+        return ROLE_DEFINITION_TYPE  # custom roles live at a subscription, a management group or the tenant root
     parsed = parse_resource_id(resource_id)
     if parsed is None or not parsed.type_segments or len(parsed.name_segments) != len(parsed.type_segments):
         return ""

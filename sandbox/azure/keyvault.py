@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.azure.authorization import CMK_KEY_DATA_ACTIONS, effective_data_actions, has_data_actions
 from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import bad_request, resource_not_found
 from sandbox.azure.ids import VAULT_TYPE, JsonDict, KeyUri, parse_key_uri
+from sandbox.azure.rbac import CMK_KEY_DATA_ACTIONS, has_data_actions
 
 ACCESS_POLICY_LIMIT = 1024
 CMK_KEY_PERMISSIONS = ("get", "wrapkey", "unwrapkey")
@@ -77,8 +77,7 @@ def principal_can_use_key(state: CloudState, vault: JsonDict, key: JsonDict, pri
     """get + wrapKey + unwrapKey through access policies, or through RBAC on RBAC vaults."""
     properties = vault.get("properties") or {}
     if properties.get("enableRbacAuthorization") is True:
-        granted = effective_data_actions(state, principal_id, str(key["id"]))
-        return has_data_actions(granted, CMK_KEY_DATA_ACTIONS)
+        return has_data_actions(state, principal_id, str(key["id"]), CMK_KEY_DATA_ACTIONS)
     for policy in properties.get("accessPolicies") or []:
         if str(policy.get("objectId", "")).lower() != principal_id.lower():
             continue

@@ -419,8 +419,8 @@ def resource_rows(state: CloudState) -> list[JsonDict]:
         parsed = parse_resource_id(str(body.get("id", "")))
         if parsed is None or len(parsed.type_segments) != 1 or len(parsed.name_segments) != 1:
             continue
-        if parsed.type_key == "microsoft.authorization/roleassignments":
-            continue
+        if parsed.type_key.startswith("microsoft.authorization/"):
+            continue  # role assignments and definitions are in authorizationresources, not resources
         rows.append(
             {
                 "id": body["id"],
@@ -444,7 +444,10 @@ def resource_rows(state: CloudState) -> list[JsonDict]:
     return rows
 
 
-def query_resources(state: CloudState, context: RequestContext) -> Reply:
+def query_resources(
+    state: CloudState, context: RequestContext, *, visible: Callable[[str], bool] | None = None
+) -> Reply:
+    """Run the query over the rows `visible` keeps (ARG answers with what the caller may read: rbac.py)."""
     request = context.body
     if not isinstance(request, dict) or not isinstance(request.get("query"), str):
         raise ArmError(400, "BadRequest", "The request body must contain a 'query' string.")
@@ -469,6 +472,8 @@ def query_resources(state: CloudState, context: RequestContext) -> Reply:
     if subscriptions:
         wanted = {str(subscription).lower() for subscription in subscriptions}
         rows = [row for row in rows if str(row["subscriptionId"]).lower() in wanted]
+    if visible is not None:
+        rows = [row for row in rows if visible(str(row["id"]))]
     for step in compiled.steps:
         rows = step(rows)
     fingerprint = hashlib.sha256(json.dumps([query_text, sorted(subscriptions or [])]).encode()).hexdigest()[:16]

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from sandbox.azure import dataplane
+from sandbox.azure import dataplane, rbac
 from sandbox.azure.arm import ArmRouter
 from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
 from sandbox.azure.errors import ArmError
@@ -213,7 +213,9 @@ class SimulatorServer:
 
     def _serve_arm(self, request: web.Request, body: bytes) -> tuple[web.Response, JsonDict]:
         claims: TokenClaims | None = None
-        action: str | None = None
+        context: RequestContext | None = None
+        mapped = rbac.map_request(request.method, request.path)  # the action, from the one table (rbac.py)
+        action = mapped.action if mapped is not None else None
         base_headers = {
             "x-ms-request-id": str(uuid.uuid4()),
             "x-ms-correlation-request-id": str(uuid.uuid4()),
@@ -250,7 +252,6 @@ class SimulatorServer:
                 headers={key.lower(): value for key, value in request.headers.items()},
             )
             reply = self.router.dispatch(context)
-            action = reply.action
             response = self._reply_response(reply, base_headers)
             status = reply.status
         except ArmError as error:
@@ -262,7 +263,11 @@ class SimulatorServer:
                     'error="invalid_token", error_description="' + error.message.replace('"', "'") + '"'
                 )
             response = _json_response(status, error.body(), headers)
-        return response, self._log_entry(request, body, status, claims, action)
+        entry = self._log_entry(request, body, status, claims, action)
+        decision = context.authorization if context is not None else None
+        if decision is not None:
+            entry["authorization"] = decision.log_json()
+        return response, entry
 
     @staticmethod
     def _reply_response(reply: Reply, base_headers: dict[str, str]) -> web.Response:

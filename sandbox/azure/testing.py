@@ -5,6 +5,7 @@ Used by tests/sandbox/azure and available to other test suites that need a small
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from azure.mgmt.cosmosdb import CosmosDBManagementClient
 from sandbox.azure import AzureSimulator, mint_token
 from sandbox.azure import builders as b
 from sandbox.azure.ids import JsonDict, id_key
+from sandbox.azure.rbac import OWNER
 from sandbox.azure.world import DEFAULT_FIRST_PARTY_PRINCIPAL_ID, DEFAULT_SYSTEM_PRINCIPAL_ID
 
 TENANT = "4e8a2c1d-6b3f-4a9e-8c7d-1f2e3a4b5c6d"
@@ -25,6 +27,9 @@ API = "2026-03-15"
 SYSTEM = DEFAULT_SYSTEM_PRINCIPAL_ID
 FIRST_PARTY = DEFAULT_FIRST_PARTY_PRINCIPAL_ID
 CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
+# The standard world's administrator: Owner of its subscription, for tests that do what the app's role may not
+# (assign roles anywhere, grant data-plane access, read Location URLs, delete).
+ADMIN = "a0d1e2f3-0415-4a26-b738-c9dae0f1a2b3"
 
 IDENTITY_ENV = (
     "AZURE_CLIENT_ID",
@@ -64,7 +69,10 @@ class StandardWorld:
         return f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/{name}"
 
 
-def standard_world(**simulator: Any) -> StandardWorld:
+def standard_world(*, grants: bool | Iterable[str] = True, **simulator: Any) -> StandardWorld:
+    """One subscription, one resource group: three accounts, an access-policy vault and an RBAC vault with a key
+    each, a user-assigned identity. SYSTEM (the app) holds what infra/fleet-access grants (`grants`, as for
+    `builders.world`), ADMIN is Owner of the subscription; `simulator` are simulator settings."""
     uami = b.user_assigned_identity(SUB, RG, "id-cosmos-cmk", tenant_id=TENANT)
     uami_principal = uami["properties"]["principalId"]
     vault = b.key_vault(
@@ -91,8 +99,9 @@ def standard_world(**simulator: Any) -> StandardWorld:
     ]
     resources = [uami, vault, rbac_vault, key, rbac_key, *accounts]
     resources += [b.sql_role_assignment(account, SYSTEM) for account in accounts]
+    resources.append(b.role_assignment(f"/subscriptions/{SUB}", OWNER, ADMIN))
     return StandardWorld(
-        world=b.world(resources, tenant_id=TENANT, simulator=simulator),
+        world=b.world(resources, tenant_id=TENANT, simulator=simulator, grants=grants),
         uami=uami,
         vault=vault,
         rbac_vault=rbac_vault,

@@ -14,7 +14,7 @@ from azure.mgmt.cosmosdb.models import (
 
 from sandbox.azure import AzureSimulator
 from sandbox.azure import builders as b
-from sandbox.azure.testing import RG, SUB, SYSTEM, TENANT, StandardWorld, call, cosmos_client
+from sandbox.azure.testing import ADMIN, RG, SUB, SYSTEM, TENANT, StandardWorld, call, cosmos_client
 
 ORDERS = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders"
 
@@ -37,8 +37,9 @@ def test_ids_and_names_are_case_insensitive(sim: AzureSimulator) -> None:
 
 
 def test_patch_answers_like_the_recorded_cosmos_rp(sim: AzureSimulator) -> None:
-    """200 (not 201/202), both async headers, the OLD body marked Updating, then Dequeued ... Succeeded."""
-    patch = call(sim, "PATCH", ORDERS, {"identity": {"type": "SystemAssigned"}})
+    """200 (not 201/202), both async headers, the OLD body marked Updating, then Dequeued ... Succeeded. As the
+    subscription's Owner: the app's role does not read the Location URL (operationResults/read)."""
+    patch = call(sim, "PATCH", ORDERS, {"identity": {"type": "SystemAssigned"}}, principal=ADMIN)
     assert patch.status_code == 200
     assert "Retry-After" not in patch.headers
     async_url = patch.headers["Azure-AsyncOperation"]
@@ -54,20 +55,20 @@ def test_patch_answers_like_the_recorded_cosmos_rp(sim: AzureSimulator) -> None:
     assert body["properties"]["provisioningState"] == "Updating"
 
     status_path = async_url.removeprefix(sim.base_url).split("?")[0]
-    assert call(sim, "GET", status_path).json() == {"status": "Dequeued"}
-    during = call(sim, "GET", ORDERS).json()
+    assert call(sim, "GET", status_path, principal=ADMIN).json() == {"status": "Dequeued"}
+    during = call(sim, "GET", ORDERS, principal=ADMIN).json()
     assert during["identity"] == {"type": "None"} and during["properties"]["provisioningState"] == "Updating"
     result_path = location.removeprefix(sim.base_url).split("?")[0]
-    running = call(sim, "GET", result_path)
+    running = call(sim, "GET", result_path, principal=ADMIN)
     assert running.status_code == 202 and running.content == b""
 
     sim.advance(sim.settings.identity_operation_seconds)
-    assert call(sim, "GET", status_path).json() == {"status": "Succeeded"}
-    after = call(sim, "GET", ORDERS).json()
+    assert call(sim, "GET", status_path, principal=ADMIN).json() == {"status": "Succeeded"}
+    after = call(sim, "GET", ORDERS, principal=ADMIN).json()
     assert after["properties"]["provisioningState"] == "Succeeded"
     assert after["identity"]["type"] == "SystemAssigned"
     assert after["identity"]["tenantId"] == TENANT and len(after["identity"]["principalId"]) == 36
-    finished = call(sim, "GET", result_path)
+    finished = call(sim, "GET", result_path, principal=ADMIN)
     assert finished.status_code == 200 and finished.json() == after
 
 
@@ -93,7 +94,7 @@ def test_sdk_begin_update_poller_completes(sim: AzureSimulator) -> None:
 def test_operation_is_visible_only_to_the_principal_that_started_it(sim: AzureSimulator) -> None:
     patch = call(sim, "PATCH", ORDERS, {"tags": {"a": "b"}})
     status_path = patch.headers["Azure-AsyncOperation"].removeprefix(sim.base_url).split("?")[0]
-    other = call(sim, "GET", status_path, principal="0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9")
+    other = call(sim, "GET", status_path, principal=ADMIN)  # may read every operation status: still 404
     assert other.status_code == 404
     assert call(sim, "GET", status_path).status_code == 200
     unknown = call(sim, "GET", status_path.rsplit("/", 1)[0] + "/3c1f1ed5-6f73-4a61-9f3b-2b0e7f9f0c11")

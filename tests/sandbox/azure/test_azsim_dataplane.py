@@ -12,7 +12,7 @@ from azure.identity import DefaultAzureCredential
 
 from sandbox.azure import AzureSimulator
 from sandbox.azure import builders as b
-from sandbox.azure.testing import RG, SUB, SYSTEM, TENANT, call, standard_world
+from sandbox.azure.testing import ADMIN, RG, SUB, SYSTEM, TENANT, call, standard_world
 
 # azure-cosmos turns certificate verification off for 127.0.0.1/localhost (its emulator rule) and says so.
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -111,7 +111,9 @@ def test_granting_data_plane_access_through_arm(start_simulator: Callable[..., A
     endpoint = f"{simulator.base_url}/cosmos/{account['name']}/"
     with pytest.raises(CosmosHttpResponseError):
         CosmosClient(endpoint, credential=DefaultAzureCredential())
-    poller = cosmos_client(simulator).sql_resources.begin_create_update_sql_role_assignment(
+    # The app's role cannot grant data-plane access (infra/fleet-access does): the subscription's Owner does.
+    admin = cosmos_client(simulator, simulator.credential(ADMIN))
+    poller = admin.sql_resources.begin_create_update_sql_role_assignment(
         "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
         RG,
         account["name"],

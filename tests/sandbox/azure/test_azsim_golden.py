@@ -47,6 +47,12 @@ def _expected_view(body: dict[str, Any], base_url: str) -> dict[str, Any]:
     return expected
 
 
+def _world(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The examples as a world. Their subscriptions have no role assignments and these tests are about bodies, not
+    authorization: enforcement off (the decisions are still logged)."""
+    return {"resources": bodies, "simulator": {"authorization": {"enforce": False}}}
+
+
 def _api_version(example: Path) -> str:
     return str(json.loads(example.read_text())["parameters"]["api-version"])
 
@@ -54,7 +60,7 @@ def _api_version(example: Path) -> str:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_golden_example_round_trips(start_simulator: Callable[..., AzureSimulator], example: Path) -> None:
     bodies = _bodies(example)
-    simulator = start_simulator({"resources": bodies})
+    simulator = start_simulator(_world(bodies))
     for body in bodies:
         response = call(simulator, "GET", body["id"], api_version=_api_version(example))
         assert response.status_code == 200, response.text
@@ -64,7 +70,7 @@ def test_golden_example_round_trips(start_simulator: Callable[..., AzureSimulato
 def test_golden_account_list_round_trips(start_simulator: Callable[..., AzureSimulator]) -> None:
     example = GOLDEN / "cosmosdb/2026-07-15/CosmosDBDatabaseAccountList.json"
     listed = json.loads(example.read_text())["responses"]["200"]["body"]
-    simulator = start_simulator({"resources": listed["value"]})
+    simulator = start_simulator(_world(listed["value"]))
     response = call(simulator, "GET", "/subscriptions/subid/providers/Microsoft.DocumentDB/databaseAccounts")
     assert response.status_code == 200
     assert response.json() == {"value": [_expected_view(body, simulator.base_url) for body in listed["value"]]}
@@ -84,7 +90,7 @@ def test_golden_access_policy_add_answers_the_example_body(start_simulator: Call
         "location": "westus",
         "properties": {"tenantId": "00000000-0000-0000-0000-000000000000", "accessPolicies": []},
     }
-    simulator = start_simulator({"resources": [vault]})
+    simulator = start_simulator(_world([vault]))
     response = call(
         simulator,
         "PUT",
@@ -107,7 +113,7 @@ def test_golden_role_assignment_create_answers_the_example_body(start_simulator:
     parameters = example["parameters"]
     expected = example["responses"]["201"]["body"]
     scope = "/" + parameters["scope"]
-    simulator = start_simulator({"resources": []})
+    simulator = start_simulator(_world([]))
     path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{parameters['roleAssignmentName']}"
     created = call(simulator, "PUT", path, parameters["parameters"], api_version=parameters["api-version"])
     assert created.status_code == 201

@@ -17,6 +17,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 
 from sandbox.azure import AzureSimulator
 from sandbox.azure.testing import (
+    ADMIN,
     CRYPTO_SERVICE_ENCRYPTION_USER,
     FIRST_PARTY,
     RG,
@@ -94,7 +95,8 @@ def test_user_assigned_identities(sim: AzureSimulator, std: StandardWorld) -> No
 
 
 def _role_client(sim: AzureSimulator) -> AuthorizationManagementClient:
-    return AuthorizationManagementClient(sim.credential(), SUB, base_url=sim.base_url, retry_total=0)
+    """As the subscription's Owner: these tests are about the role assignment API, not who may call it."""
+    return AuthorizationManagementClient(sim.credential(ADMIN), SUB, base_url=sim.base_url, retry_total=0)
 
 
 ROLE_DEFINITION = (
@@ -147,7 +149,7 @@ def test_role_assignment_validation(sim: AzureSimulator, std: StandardWorld) -> 
         f"{std.rbac_vault['id']}/providers/Microsoft.Authorization/roleAssignments/5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
     )
     untyped = {"properties": {"roleDefinitionId": ROLE_DEFINITION, "principalId": stranger}}
-    unknown = call(sim, "PUT", path, untyped, api_version="2022-04-01")
+    unknown = call(sim, "PUT", path, untyped, api_version="2022-04-01", principal=ADMIN)
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "PrincipalNotFound"
     client.role_assignments.create(std.rbac_vault["id"], "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", _parameters(stranger))
 
@@ -160,9 +162,9 @@ def test_list_for_scope_filters(sim: AzureSimulator, std: StandardWorld) -> None
     key_scope = std.rbac_key["id"]
     client.role_assignments.create(key_scope, "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a", _parameters(PRINCIPAL))
     at_scope = {item.principal_id for item in client.role_assignments.list_for_scope(vault_scope, filter="atScope()")}
-    assert at_scope == {SYSTEM, FIRST_PARTY}  # at or above the vault
+    assert at_scope == {SYSTEM, FIRST_PARTY, ADMIN}  # at or above the vault (ADMIN: the subscription's Owner)
     everything = {item.principal_id for item in client.role_assignments.list_for_scope(vault_scope)}
-    assert everything == {SYSTEM, FIRST_PARTY, PRINCIPAL}  # plus below
+    assert everything == {SYSTEM, FIRST_PARTY, ADMIN, PRINCIPAL}  # plus below
     mine = list(client.role_assignments.list_for_scope(vault_scope, filter=f"principalId eq '{FIRST_PARTY}'"))
     assert [item.principal_id for item in mine] == [FIRST_PARTY]
     client.role_assignments.delete(vault_scope, "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f")

@@ -20,12 +20,12 @@ ACCOUNTS = "resources | where type =~ 'microsoft.documentdb/databaseaccounts'"
 
 
 def _world() -> dict[str, Any]:
-    std = standard_world()
+    std = standard_world(grants=False)
     extra = [
         b.cosmos_account(SUB_2, "rg-analytics", "cosmos-events", tags={"env": "prod"}),
         b.cosmos_account(SUB_2, "rg-analytics", "cosmos-sandbox", tags={"env": "dev"}, kind="MongoDB"),
     ]
-    return dict(std.world, resources=[*std.world["resources"], *extra])
+    return b.world([*std.world["resources"], *extra], tenant_id=TENANT)  # the app's grants cover SUB_2 too
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import requests
 from azure.core.exceptions import HttpResponseError
 
 from sandbox.azure import AzureSimulator
-from sandbox.azure.testing import RG, SUB, StandardWorld, call, cosmos_client, standard_world
+from sandbox.azure.testing import RG, SUB, SYSTEM, StandardWorld, call, cosmos_client, standard_world
 
 ORDERS = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders"
 OTHER = "2b3c4d5e-6f70-4819-a2b3-c4d5e6f7a8b9"
@@ -19,7 +19,8 @@ THIRD = "3c4d5e6f-7081-492a-b3c4-d5e6f7a8b9c0"
 
 
 def _throttled_world(**throttling: Any) -> dict[str, Any]:
-    return standard_world(throttling={"readBucket": 3, "readRefillPerSecond": 1, **throttling}).world
+    throttled = {"readBucket": 3, "readRefillPerSecond": 1, **throttling}
+    return standard_world(grants=[SYSTEM, OTHER, THIRD], throttling=throttled).world
 
 
 def test_reads_beyond_the_bucket_get_429_with_retry_after(start_simulator: Callable[..., AzureSimulator]) -> None:

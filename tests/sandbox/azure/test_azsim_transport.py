@@ -13,7 +13,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.mgmt.cosmosdb import CosmosDBManagementClient
 
 from sandbox.azure import AzureSimulator, mint_token, read_token
-from sandbox.azure.testing import RG, SUB, SYSTEM, StandardWorld, call, cosmos_client
+from sandbox.azure.testing import ADMIN, RG, SUB, SYSTEM, StandardWorld, call, cosmos_client, standard_world
 
 ORDERS = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders"
 
@@ -57,7 +57,10 @@ def test_identity_endpoint_speaks_the_app_service_protocol(sim: AzureSimulator, 
     assert read_token(unknown["access_token"]).principal_id == read_token(again["access_token"]).principal_id
 
 
-def test_sdk_credentials_pick_the_principal(sim: AzureSimulator, std: StandardWorld) -> None:
+def test_sdk_credentials_pick_the_principal(start_simulator: Callable[..., AzureSimulator]) -> None:
+    principal = standard_world().uami["properties"]["principalId"]
+    std = standard_world(grants=[SYSTEM, principal])  # the app's grants for both: both may read the account
+    sim = start_simulator(std.world)
     user_assigned = ManagedIdentityCredential(client_id=std.uami["properties"]["clientId"])
     CosmosDBManagementClient(user_assigned, SUB, base_url=sim.base_url).database_accounts.get(RG, "cosmos-orders")
     cosmos_client(sim, DefaultAzureCredential()).database_accounts.get(RG, "cosmos-orders")
@@ -102,7 +105,11 @@ def test_routing_errors(sim: AzureSimulator) -> None:
     unknown_subscription = call(sim, "GET", ORDERS.replace(SUB, "0f0e0d0c-0b0a-4909-8807-060504030201"))
     assert unknown_subscription.status_code == 404
     assert unknown_subscription.json()["error"]["code"] == "SubscriptionNotFound"
-    assert call(sim, "DELETE", ORDERS).status_code == 405
+    # ARM authorizes before the resource provider sees the method: the app's role has no delete...
+    refused = call(sim, "DELETE", ORDERS)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "AuthorizationFailed"
+    assert "'Microsoft.DocumentDB/databaseAccounts/delete'" in refused.json()["error"]["message"]
+    assert call(sim, "DELETE", ORDERS, principal=ADMIN).status_code == 405  # ...an Owner reaches the RP
 
 
 def test_malformed_json_is_400(sim: AzureSimulator) -> None:
