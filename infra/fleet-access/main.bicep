@@ -5,10 +5,12 @@
 //   az deployment mg create --management-group-id <mg> --location <region> \
 //     --template-file infra/fleet-access/main.bicep --parameters @fleet-access.parameters.json
 //
-// (docs/deploy.md has the full walk-through.) It creates two custom roles at this management group and assigns:
+// (docs/deploy.md has the full walk-through.) It creates three custom roles at this management group and assigns:
 //   - the operator role at the management group itself (assignOperatorAtManagementGroup), at each subscription in
 //     subscriptionIds and at each resource group in resourceGroupIds: where the accounts are, plus the
 //     subscriptions of the key vaults (the app lists vaults per subscription to find a key's vault);
+//   - the operation-status reader role at each subscription of resourceGroupIds that no operator assignment covers
+//     (not with assignOperatorAtManagementGroup): a PATCH's Azure-AsyncOperation URL is a subscription-level path;
 //   - the key-vault role-assigner role, with its condition, on each vault in keyVaultIds and each resource group in
 //     keyVaultResourceGroupIds, and NOWHERE else: only RBAC-model vaults need it (access-policy vaults need the
 //     operator role's accessPolicies/write only), and it must not reach beyond the vaults;
@@ -18,7 +20,7 @@
 // assignments can be found and removed later. Subscription-level alternative: ./subscriptions.bicep.
 targetScope = 'managementGroup'
 
-import { cmkOperatorActions, keyVaultRoleAssignerActions, keyVaultRoleAssignmentCondition } from './roles.bicep'
+import { cmkOperationStatusActions, cmkOperatorActions, keyVaultRoleAssignerActions, keyVaultRoleAssignmentCondition } from './roles.bicep'
 
 @description('Principal (object) id of the app\'s user-assigned identity: azd output APP_IDENTITY_PRINCIPAL_ID.')
 param appPrincipalId string
@@ -48,6 +50,10 @@ param cosmosAccountIds array = []
 
 var operatorRoleGuid = guid(managementGroup().id, 'cosmos-cmk-rollout-operator', installationName)
 var keyVaultRoleAssignerRoleGuid = guid(managementGroup().id, 'cosmos-cmk-rollout-key-vault-role-assigner', installationName)
+var operationStatusRoleGuid = guid(managementGroup().id, 'cosmos-cmk-rollout-operation-status-reader', installationName)
+// The subscriptions of resourceGroupIds that no operator assignment covers whole (status URLs live there).
+var lowerSubscriptionIds = map(subscriptionIds, id => toLower(id))
+var operationStatusSubscriptionIds = assignOperatorAtManagementGroup ? [] : filter(union(map(resourceGroupIds, id => toLower(split(id, '/')[2])), []), id => !contains(lowerSubscriptionIds, id))
 var assignmentDescription = 'Cosmos DB CMK rollout (${installationName}): made by infra/fleet-access; remove with the role.'
 
 resource operatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
@@ -96,6 +102,24 @@ resource managementGroupOperator 'Microsoft.Authorization/roleAssignments@2022-0
   }
 }
 
+resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: operationStatusRoleGuid
+  properties: {
+    roleName: 'Cosmos DB CMK Operation Status Reader (${installationName})'
+    description: 'Read the status URLs (Azure-AsyncOperation) of the app\'s Cosmos DB PATCHes: subscription-level paths that resource-group assignments of the operator role do not reach.'
+    type: 'CustomRole'
+    assignableScopes: [
+      managementGroup().id
+    ]
+    permissions: [
+      {
+        actions: cmkOperationStatusActions
+        notActions: []
+      }
+    ]
+  }
+}
+
 module subscriptionOperator './modules/subscription-role-assignment.bicep' = [for subscriptionId in subscriptionIds: {
   name: 'cmk-operator-${uniqueString(subscriptionId, installationName)}'
   scope: subscription(subscriptionId)
@@ -111,6 +135,19 @@ module resourceGroupOperator './modules/resource-group-role-assignment.bicep' = 
   scope: resourceGroup(split(resourceGroupId, '/')[2], split(resourceGroupId, '/')[4])
   params: {
     roleDefinitionGuid: operatorRole.name
+    principalId: appPrincipalId
+    assignmentDescription: assignmentDescription
+  }
+}]
+
+// The operator role on a resource group does not reach the status URL of a PATCH there
+// (/subscriptions/{s}/providers/Microsoft.DocumentDB/locations/{region}/operationsStatus/{id}): the operation-status
+// reader role at each such subscription does, and nothing else.
+module operationStatusReader './modules/subscription-role-assignment.bicep' = [for subscriptionId in operationStatusSubscriptionIds: {
+  name: 'cmk-status-${uniqueString(subscriptionId, installationName)}'
+  scope: subscription(subscriptionId)
+  params: {
+    roleDefinitionGuid: operationStatusRole.name
     principalId: appPrincipalId
     assignmentDescription: assignmentDescription
   }
@@ -150,3 +187,4 @@ module cosmosDataReader './modules/cosmos-data-reader.bicep' = [for accountId in
 
 output operatorRoleDefinitionId string = operatorRole.id
 output keyVaultRoleAssignerRoleDefinitionId string = keyVaultRoleAssignerRole.id
+output operationStatusRoleDefinitionId string = operationStatusRole.id

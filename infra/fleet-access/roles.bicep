@@ -1,9 +1,14 @@
-// The two custom roles of the Cosmos DB CMK rollout app, shared by ./main.bicep (management group) and
-// ./subscriptions.bicep (subscriptions), which import them. Their actions are exactly cmk/permissions.py
-// REQUIRED_ARM_ACTIONS, split in two (tests/infra/test_bicep_contract.py checks both facts):
+// The three custom roles of the Cosmos DB CMK rollout app, shared by ./main.bicep (management group) and
+// ./subscriptions.bicep (subscriptions), which import them. The operator and role-assigner roles' actions are exactly
+// cmk/permissions.py REQUIRED_ARM_ACTIONS, split in two (tests/infra/test_bicep_contract.py checks both facts); the
+// operation-status reader repeats one of the operator's (tests/infra/test_fleet_access_in_simulator.py):
 //
 // - the operator role: everything the app does to accounts, identities, key vaults and Resource Graph, assigned
 //   where the accounts (and the key vaults' subscriptions) are;
+// - the operation-status reader role: Microsoft.DocumentDB/locations/operationsStatus/read only (an action the
+//   operator role holds too), assigned at the subscriptions whose accounts are granted by resource group: a PATCH's
+//   Azure-AsyncOperation URL is /subscriptions/{s}/providers/Microsoft.DocumentDB/locations/{region}/
+//   operationsStatus/{id}, a subscription-level path that no resource-group assignment reaches;
 // - the key-vault role-assigner role: Microsoft.Authorization/roleAssignments read and write ONLY. Writing role
 //   assignments is the most powerful right here (whoever holds it at a scope can make anyone Owner there), so it is
 //   a separate role, assigned only on the key vaults (or their resource groups) the operator names, and every such
@@ -25,6 +30,12 @@ var cmkOperatorActions = [
   'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
   'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Insights/metrics/read'
+]
+
+@export()
+@description('Operation-status reader role: the status URLs of the app\'s PATCHes, which live at subscription level.')
+var cmkOperationStatusActions = [
+  'Microsoft.DocumentDB/locations/operationsStatus/read'
 ]
 
 @export()

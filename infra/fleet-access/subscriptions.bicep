@@ -4,13 +4,13 @@
 //   az deployment sub create --subscription <home subscription> --location <region> \
 //     --template-file infra/fleet-access/subscriptions.bicep --parameters @fleet-access.parameters.json
 //
-// The two custom roles are created in that subscription, assignable in it and in every subscription named by
+// The three custom roles are created in that subscription, assignable in it and in every subscription named by
 // subscriptionIds, resourceGroupIds, keyVaultIds and keyVaultResourceGroupIds (so you need to be allowed to create
 // role definitions and role assignments in all of them). The assignments are the same as ./main.bicep's, without
 // the management-group one; see there for what each grants and why.
 targetScope = 'subscription'
 
-import { cmkOperatorActions, keyVaultRoleAssignerActions, keyVaultRoleAssignmentCondition } from './roles.bicep'
+import { cmkOperationStatusActions, cmkOperatorActions, keyVaultRoleAssignerActions, keyVaultRoleAssignmentCondition } from './roles.bicep'
 
 @description('Principal (object) id of the app\'s user-assigned identity: azd output APP_IDENTITY_PRINCIPAL_ID.')
 param appPrincipalId string
@@ -37,6 +37,10 @@ param cosmosAccountIds array = []
 
 var operatorRoleGuid = guid(subscription().id, 'cosmos-cmk-rollout-operator', installationName)
 var keyVaultRoleAssignerRoleGuid = guid(subscription().id, 'cosmos-cmk-rollout-key-vault-role-assigner', installationName)
+var operationStatusRoleGuid = guid(subscription().id, 'cosmos-cmk-rollout-operation-status-reader', installationName)
+// The subscriptions of resourceGroupIds that no operator assignment covers whole (status URLs live there).
+var lowerSubscriptionIds = map(subscriptionIds, id => toLower(id))
+var operationStatusSubscriptionIds = filter(union(map(resourceGroupIds, id => toLower(split(id, '/')[2])), []), id => !contains(lowerSubscriptionIds, id))
 // Every subscription the roles are assigned in, lower-cased and without repeats, plus this one (where they live).
 var namedSubscriptionIds = map(concat(subscriptionIds, map(concat(resourceGroupIds, keyVaultIds, keyVaultResourceGroupIds), id => split(id, '/')[2])), id => toLower(id))
 var assignableScopes = map(union([
@@ -76,6 +80,22 @@ resource keyVaultRoleAssignerRole 'Microsoft.Authorization/roleDefinitions@2022-
   }
 }
 
+resource operationStatusRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: operationStatusRoleGuid
+  properties: {
+    roleName: 'Cosmos DB CMK Operation Status Reader (${installationName})'
+    description: 'Read the status URLs (Azure-AsyncOperation) of the app\'s Cosmos DB PATCHes: subscription-level paths that resource-group assignments of the operator role do not reach.'
+    type: 'CustomRole'
+    assignableScopes: assignableScopes
+    permissions: [
+      {
+        actions: cmkOperationStatusActions
+        notActions: []
+      }
+    ]
+  }
+}
+
 module subscriptionOperator './modules/subscription-role-assignment.bicep' = [for subscriptionId in subscriptionIds: {
   name: 'cmk-operator-${uniqueString(subscriptionId, installationName)}'
   scope: subscription(subscriptionId)
@@ -91,6 +111,19 @@ module resourceGroupOperator './modules/resource-group-role-assignment.bicep' = 
   scope: resourceGroup(split(resourceGroupId, '/')[2], split(resourceGroupId, '/')[4])
   params: {
     roleDefinitionGuid: operatorRole.name
+    principalId: appPrincipalId
+    assignmentDescription: assignmentDescription
+  }
+}]
+
+// The operator role on a resource group does not reach the status URL of a PATCH there
+// (/subscriptions/{s}/providers/Microsoft.DocumentDB/locations/{region}/operationsStatus/{id}): the operation-status
+// reader role at each such subscription does, and nothing else.
+module operationStatusReader './modules/subscription-role-assignment.bicep' = [for subscriptionId in operationStatusSubscriptionIds: {
+  name: 'cmk-status-${uniqueString(subscriptionId, installationName)}'
+  scope: subscription(subscriptionId)
+  params: {
+    roleDefinitionGuid: operationStatusRole.name
     principalId: appPrincipalId
     assignmentDescription: assignmentDescription
   }
@@ -130,3 +163,4 @@ module cosmosDataReader './modules/cosmos-data-reader.bicep' = [for accountId in
 
 output operatorRoleDefinitionId string = operatorRole.id
 output keyVaultRoleAssignerRoleDefinitionId string = keyVaultRoleAssignerRole.id
+output operationStatusRoleDefinitionId string = operationStatusRole.id

@@ -375,14 +375,14 @@ def test_role_assignment_write_is_only_in_the_key_vault_role() -> None:
 @pytest.mark.parametrize("path", FLEET_ACCESS_ENTRY_POINTS, ids=_rel)
 def test_role_definitions_use_the_shared_action_lists(path: Path) -> None:
     parsed = bicep(path)
-    assert {"cmkOperatorActions", "keyVaultRoleAssignerActions"} <= set(parsed["imports"])
+    assert {"cmkOperatorActions", "keyVaultRoleAssignerActions", "cmkOperationStatusActions"} <= set(parsed["imports"])
     used = []
     for resource in parsed["resources"].values():
         if resource["type"] == "Microsoft.Authorization/roleDefinitions":
             (permissions,) = resource["config"]["properties"]["permissions"]
             assert set(permissions) <= {"actions", "notActions"}, "no data actions"
             used.append(permissions["actions"])
-    assert sorted(used) == ["cmkOperatorActions", "keyVaultRoleAssignerActions"]
+    assert sorted(used) == ["cmkOperationStatusActions", "cmkOperatorActions", "keyVaultRoleAssignerActions"]
 
 
 @pytest.mark.parametrize("path", FLEET_ACCESS_ENTRY_POINTS, ids=_rel)
