@@ -1,9 +1,11 @@
 """The ARM actions the app really performs (the simulator logs each request's action) are exactly the ones its
 custom role grants (cmk.permissions, which the Bicep contract test holds the role to): nothing missing, nothing
-spare."""
+spare. The simulator enforces ARM authorization, and the app holds exactly what infra/fleet-access grants it
+(builders.world, the demo world): every decision in the log is Allowed, linked checks included."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
@@ -14,6 +16,7 @@ import requests
 from cmk.permissions import REQUIRED_ARM_ACTIONS
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.demo import DEFAULT_WORLD, run_demo
 from sandbox.stack import LocalStack
 
 SUB = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f"
@@ -79,8 +82,42 @@ def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytes
             and r["action"]
             and r["path"].lower().startswith(("/subscriptions/", "/providers/"))
         ]
-        performed = {r["action"] for r in ours}
-        # Attaching a user-assigned identity is authorised by ARM on the identity, within the account's PATCH.
-        if any("userAssignedIdentities" in json.dumps(r.get("body")) for r in ours if r["method"] == "PATCH"):
-            performed.add(ASSIGN_IDENTITY)
+        performed = _performed(ours)
+        assert _denied([r for r in ours if r.get("authorization")]) == []
+    assert ASSIGN_IDENTITY in performed  # authorised by ARM on the identity, within the account's PATCH
     assert performed == set(REQUIRED_ARM_ACTIONS)
+
+
+def _performed(entries: list[dict[str, Any]]) -> set[str]:
+    """Every action ARM checked: each request's own, and the linked ones (an identity attached by a PATCH)."""
+    actions = {str(entry["action"]) for entry in entries}
+    for entry in entries:
+        actions |= {str(linked["action"]) for linked in (entry.get("authorization") or {}).get("linked") or []}
+    return actions
+
+
+def _denied(entries: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    return [
+        (entry["method"], entry["path"], entry["authorization"])
+        for entry in entries
+        if (entry.get("authorization") or {}).get("decision") != "Allowed"
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_a_full_demo_rollout_is_never_denied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped demo world, every account through the HTTP API, the app holding only its infra grants."""
+    for name in IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    world = json.loads(DEFAULT_WORLD.read_text(encoding="utf-8"))
+    app = world["simulator"]["systemPrincipalId"]
+    out = io.StringIO()
+    with LocalStack(world, discrete=True) as stack:
+        assert stack.simulator.settings.authorization.enforce
+        exit_code = run_demo(stack, world["expectations"], timeout=300, out=out)
+        ours = [r for r in stack.simulator.requests() if r["principal"] == app and not r.get("plane")]
+    assert exit_code == 0, out.getvalue()
+    # Every request that reached authorization (all but 401s, 429s and unknown subscriptions) was allowed.
+    assert ours and all(r.get("authorization") for r in ours if 200 <= r["status"] < 300)
+    assert _denied([r for r in ours if r.get("authorization")]) == []
+    assert _performed(ours) <= set(REQUIRED_ARM_ACTIONS)
