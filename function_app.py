@@ -4,13 +4,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import (
-    claim_account,
     discover_accounts,
     enable_cmk,
     ensure_identity,
     grant_key_access,
     poll_operation,
     preflight,
+    prepare_account_start,
     read_account_instance,
     summarize_rollout,
     verify_cmk,
@@ -38,7 +38,7 @@ for module in (
     verify_cmk,
     discover_accounts,
     summarize_rollout,
-    claim_account,
+    prepare_account_start,
     read_account_instance,
 ):
     app.register_functions(module.bp)

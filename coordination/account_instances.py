@@ -95,27 +95,21 @@ async def find_active(client: df.DurableOrchestrationClient, account_id: str) ->
     return active[-1] if active else None
 
 
-async def claim_account(
-    client: df.DurableOrchestrationClient,
-    orchestration_input: AccountInput,
-    instance_id: str,
-    *,
-    exclusive: bool = True,
-) -> Claim:
-    """Start `instance_id` for the account unless an orchestration of the account is running; never start twice.
+class Preparation(TypedDict):
+    """What a starter needs to know before starting an account orchestration: the one already running (then start
+    nothing), or the input to start with (with any encryption an earlier orchestration left running to follow)."""
 
-    Safe to call again with the same `instance_id` (an activity retried after its reply was lost): an instance
-    with that id that already exists, running or finished, is the claim.
-    """
+    running: str | None
+    input: AccountInput
+
+
+async def prepare_start(
+    client: df.DurableOrchestrationClient, orchestration_input: AccountInput, *, exclusive: bool = True
+) -> Preparation:
     account_id = orchestration_input["request"]["accountId"]
-    if not belongs_to_account(instance_id, account_instance_base(account_id)):
-        raise ValueError(f"{instance_id} is not an instance id of {account_id}")
-    mine = await client.get_status(instance_id)
-    if mine is not None and mine.runtime_status is not None:
-        return {"instanceId": instance_id, "started": False}
     active = await find_active(client, account_id) if exclusive else None
     if active is not None:
-        return {"instanceId": active["instanceId"], "started": False}
+        return {"running": active["instanceId"], "input": orchestration_input}
     if "reattach" not in orchestration_input:
         # The newest earlier orchestration may have stopped following an encryption that Azure still runs (its
         # deadline, or an admin's terminate): the new one follows that operation instead of waiting on a busy
@@ -128,7 +122,31 @@ async def claim_account(
             )
             if reattach is not None:
                 orchestration_input = {**orchestration_input, "reattach": reattach}
-    await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, orchestration_input)
+    return {"running": None, "input": orchestration_input}
+
+
+async def claim_account(
+    client: df.DurableOrchestrationClient,
+    orchestration_input: AccountInput,
+    instance_id: str,
+    *,
+    exclusive: bool = True,
+) -> Claim:
+    """Start `instance_id` for the account unless an orchestration of the account is running; never start twice.
+
+    Safe to call again with the same `instance_id` (a start retried after its reply was lost): an instance with
+    that id that already exists, running or finished, is the claim.
+    """
+    account_id = orchestration_input["request"]["accountId"]
+    if not belongs_to_account(instance_id, account_instance_base(account_id)):
+        raise ValueError(f"{instance_id} is not an instance id of {account_id}")
+    mine = await client.get_status(instance_id)
+    if mine is not None and mine.runtime_status is not None:
+        return {"instanceId": instance_id, "started": False}
+    preparation = await prepare_start(client, orchestration_input, exclusive=exclusive)
+    if preparation["running"] is not None:
+        return {"instanceId": preparation["running"], "started": False}
+    await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, preparation["input"])
     return {"instanceId": instance_id, "started": True}
 
 

@@ -1,13 +1,15 @@
 """A rollout lane: enables its accounts one after another. One lane is one unit of concurrency.
 
-For each account the lane claims the account (`claim_account`): the orchestration already running for it (an
-approval-gated request, an Event Grid enrolment, another rollout), or a new one the lane starts. It then waits on
-that orchestration by reading its status on durable timers, never on an engine notification that an instance it
-did not start, or one an admin terminated, would not send. The lane's slot is held until Azure's encryption ends:
-an orchestration that stopped following an encryption (its deadline, or terminated after the key PATCH) is
-claimed again, and the new one follows the encryption to its end without a second PATCH. So a rollout's
-concurrency cap holds in Azure, not only in the lanes. A failing account is recorded and the lane moves on; the
-lane bounds its history with continue_as_new, carrying the rows it has so far and the account it waits on.
+For each account the lane first asks whether an orchestration of the account is running already (an
+approval-gated request, an Event Grid enrolment, another rollout): then it waits for that one, reading its status
+on durable timers, and reports the outcome it reached. Otherwise it runs a new account orchestration as a
+sub-orchestration, under an instance id never used before, so nothing depends on the engine's answer to a
+duplicate id; a watchdog timer reads the child's status too, so a child an admin terminated (which may never report
+back) does not hold the lane. The lane's slot is held until Azure's encryption ends: an orchestration that stopped
+following an encryption (its deadline, or terminated after the key PATCH) is followed by a new one, which sends no
+second PATCH. So a rollout's concurrency cap holds in Azure, not only in the lanes. A failing account is recorded
+and the lane moves on; the lane bounds its history with continue_as_new between accounts (and while it reads
+someone else's orchestration), carrying the rows it has so far.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskState, TimerTask
 
-from activities.claim_account import CLAIM_ACCOUNT
+from activities.prepare_account_start import PREPARE_ACCOUNT_START
 from activities.read_account_instance import READ_ACCOUNT_INSTANCE
 from cmk.fleet import PlannedAccount
 from cmk.orchestration import (
+    ACCOUNT_ORCHESTRATOR,
     LANE_ORCHESTRATOR,
     AccountInput,
     OrchestrationConfig,
@@ -32,8 +36,8 @@ from cmk.orchestration import (
 )
 from cmk.requests import EnablementRequest
 from cmk.rollouts import ReportRow, report_row, unplanned_row
-from coordination.account_instances import Claim, InstanceReading
-from orchestrators.steps import first_line, retry_options
+from coordination.account_instances import ACTIVE_RUNTIME_STATUSES, InstanceReading, Preparation
+from orchestrators.steps import first_line, retry_options, sleep
 
 bp = df.Blueprint()
 
@@ -41,6 +45,8 @@ ACCOUNTS_PER_GENERATION = 25
 READS_PER_GENERATION = 40
 FIRST_WAIT_SECONDS = 10
 MAX_WAIT_SECONDS = 300
+WATCHDOG_FIRST_SECONDS = 600
+WATCHDOG_MAX_SECONDS = 6 * 3600
 # Claims of one account: the first, and new ones after an orchestration stopped following its encryption.
 MAX_CLAIMS = 4
 FOLLOWING_PHASES = {"enabling", "encrypting", "verifying"}
@@ -53,10 +59,11 @@ class LaneTemplate(TypedDict, total=False):
 
 class CurrentAccount(TypedDict):
     instanceId: str
-    started: bool
+    started: bool  # started by this lane (a sub-orchestration), or someone else's that the lane reads
     claims: int
     waitSeconds: int
     phase: str | None
+    input: NotRequired[AccountInput]
 
 
 class LaneInput(TypedDict):
@@ -85,17 +92,25 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
         try:
             if current is None:
                 current = yield from _claim(context, lane, account, claims=0)
-                lane["current"] = current
-            _report(context, lane, rows, current["instanceId"], account["accountId"])
-            reading: InstanceReading = yield context.call_activity_with_retry(
-                READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
-            )
-            reads += 1
+            if current["started"]:
+                # Our own orchestration: its completion wakes the lane; a watchdog notices one that will not report
+                # back (terminated by an admin).
+                reading = yield from _await_own(context, lane, current)
+            else:
+                # Someone else's (an approval-gated request, an enrolment, another rollout): read its status.
+                _report(context, lane, rows, current["instanceId"], account["accountId"])
+                reading = yield context.call_activity_with_retry(
+                    READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
+                )
+                reads += 1
             row = _row_when_done(reading, current, account)
             if row is None and _must_follow_again(reading, current):
-                lane["current"] = yield from _claim(context, lane, account, claims=current["claims"])
+                lane["current"] = None
+                current = yield from _claim(context, lane, account, claims=current["claims"])
+                lane["current"] = current
                 continue
             if row is None:
+                lane["current"] = current
                 yield context.create_timer(_next_read(context, reading, current))
                 if reads >= READS_PER_GENERATION:
                     _continue(context, lane, rows)
@@ -118,6 +133,7 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
 def _claim(
     context: df.DurableOrchestrationContext, lane: LaneInput, account: PlannedAccount, *, claims: int
 ) -> Generator[Any, Any, CurrentAccount]:
+    """The orchestration that handles the account: one already running, or a new one under an id never used."""
     request: EnablementRequest = {"accountId": account["accountId"], "keyUri": account["keyUri"]}
     template = lane["template"]
     if template.get("dryRun"):
@@ -125,20 +141,59 @@ def _claim(
     if "identity" in template:
         request["identity"] = template["identity"]
     child_input: AccountInput = {"request": request, "config": lane["config"]}
-    # Deterministic per rollout, account and claim: a retried activity names the same instance, never a second.
-    instance_id = account_instance_id(account["accountId"], short_digest(f"{lane['rolloutId']}/{claims}"))
-    claim: Claim = yield context.call_activity_with_retry(
-        CLAIM_ACCOUNT,
+    preparation: Preparation = yield context.call_activity_with_retry(
+        PREPARE_ACCOUNT_START,
         retry_options(lane["config"]),
-        {"input": child_input, "instanceId": instance_id, "exclusive": not template.get("dryRun")},
+        {"input": child_input, "exclusive": not template.get("dryRun")},
     )
-    return {
-        "instanceId": claim["instanceId"],
-        "started": claim["started"],
-        "claims": claims + 1,
+    if preparation["running"] is not None:
+        return _current(preparation["running"], started=False, claims=claims + 1, child_input=None)
+    # Deterministic per rollout, account and claim, and never used before: no duplicate id for the engine to judge.
+    instance_id = account_instance_id(account["accountId"], short_digest(f"{lane['rolloutId']}/{claims}"))
+    return _current(instance_id, started=True, claims=claims + 1, child_input=preparation["input"])
+
+
+def _current(instance_id: str, *, started: bool, claims: int, child_input: AccountInput | None) -> CurrentAccount:
+    current: CurrentAccount = {
+        "instanceId": instance_id,
+        "started": started,
+        "claims": claims,
         "waitSeconds": FIRST_WAIT_SECONDS,
         "phase": None,
     }
+    if child_input is not None:
+        current["input"] = child_input
+    return current
+
+
+def _await_own(
+    context: df.DurableOrchestrationContext, lane: LaneInput, current: CurrentAccount
+) -> Generator[Any, Any, InstanceReading]:
+    """Run the account orchestration as a sub-orchestration and wait for it. A watchdog timer (backing off to
+    WATCHDOG_MAX_SECONDS) reads its status, so a child an admin terminated, which may never report back to its
+    parent, does not hold the lane forever."""
+    _report(context, lane, lane["rows"], current["instanceId"], current["input"]["request"]["accountId"])
+    child = context.call_sub_orchestrator(ACCOUNT_ORCHESTRATOR, current["input"], current["instanceId"])
+    watch = WATCHDOG_FIRST_SECONDS
+    while True:
+        timer: TimerTask = sleep(context, watch)
+        winner = yield context.task_any([child, timer])
+        if winner is child:
+            timer.cancel()  # type: ignore[no-untyped-call]
+            if child.state != TaskState.FAILED:
+                return {
+                    "exists": True,
+                    "runtimeStatus": "Completed",
+                    "output": child.result,
+                    "phase": "done",
+                    "nextPollAt": None,
+                }
+        reading: InstanceReading = yield context.call_activity_with_retry(
+            READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
+        )
+        if winner is child or reading["runtimeStatus"] not in ACTIVE_RUNTIME_STATUSES:
+            return reading
+        watch = min(watch * 2, WATCHDOG_MAX_SECONDS)
 
 
 def _row_when_done(reading: InstanceReading, current: CurrentAccount, account: PlannedAccount) -> ReportRow | None:

@@ -32,7 +32,7 @@ ACTIVITIES = {
     "verify_cmk",
     "discover_accounts",
     "summarize_rollout",
-    "claim_account",
+    "prepare_account_start",
     "read_account_instance",
 }
 HTTP_ROUTES = {
