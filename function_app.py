@@ -7,6 +7,7 @@ from activities import (
     discover_accounts,
     enable_cmk,
     ensure_identity,
+    find_older_orchestration,
     grant_key_access,
     poll_operation,
     preflight,
@@ -32,6 +33,7 @@ for module in (
     rollout_lane,
     preflight,
     ensure_identity,
+    find_older_orchestration,
     grant_key_access,
     enable_cmk,
     poll_operation,
@@ -40,5 +42,6 @@ for module in (
     summarize_rollout,
     prepare_account_start,
     read_account_instance,
+    find_older_orchestration,
 ):
     app.register_functions(module.bp)

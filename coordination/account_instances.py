@@ -150,6 +150,24 @@ async def claim_account(
     return {"instanceId": instance_id, "started": True}
 
 
+async def older_active(client: df.DurableOrchestrationClient, account_id: str, instance_id: str) -> str | None:
+    """An orchestration of the account that is running and older than `instance_id` (created earlier; the instance
+    id breaks ties), if any.
+
+    Two starters can race past the "is one running?" check and start two orchestrations of one account. Before its
+    key PATCH each asks this: the younger waits for the older, whichever checked first, so exactly one PATCH is sent.
+    """
+    active = await account_instances(client, account_id, active_only=True)
+    mine = next((i for i in active if i["instanceId"] == instance_id), None)
+    my_rank = ((mine["createdTime"] or "") if mine else "\uffff", instance_id)
+    older = [
+        (i["createdTime"] or "", i["instanceId"])
+        for i in active
+        if i["instanceId"] != instance_id and (i["createdTime"] or "", i["instanceId"]) < my_rank
+    ]
+    return min(older)[1] if older else None
+
+
 class InstanceReading(TypedDict):
     """An account orchestration as a waiting rollout lane sees it."""
 

@@ -18,6 +18,7 @@ from azure.durable_functions.models.Task import TimerTask
 
 from activities.enable_cmk import ENABLE_CMK
 from activities.ensure_identity import ENSURE_IDENTITY
+from activities.find_older_orchestration import FIND_OLDER_ORCHESTRATION
 from activities.grant_key_access import GRANT_KEY_ACCESS
 from activities.poll_operation import POLL_OPERATION
 from activities.preflight import PREFLIGHT
@@ -41,7 +42,7 @@ from cmk.orchestration import (
 from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, monitor_interval_seconds
 from cmk.preflight import Plan, PreflightResult
 from cmk.requests import EnablementRequest
-from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, sleep
+from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, retry_options, sleep
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -224,12 +225,37 @@ def _preflight_until_idle(
         interval = doubled(interval, config["pollMaxIntervalSeconds"])
 
 
+def _after_older_orchestrations(
+    context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
+) -> Generator[Any, Any, None]:
+    """Two starters that raced can leave two orchestrations of one account; the younger waits here for the older
+    before its key PATCH (then reads the account like any attempt: applied, busy, or idle), up to
+    CMK_BUSY_WAIT_HOURS. Dry runs send no PATCH and never wait."""
+    if request.get("dryRun"):
+        return
+    give_up = context.current_utc_datetime + timedelta(hours=config["busyWaitHours"])
+    interval = config["pollIntervalSeconds"]
+    payload = {"accountId": request["accountId"], "instanceId": context.instance_id}
+    while context.current_utc_datetime < give_up:
+        older: str | None = yield context.call_activity_with_retry(
+            FIND_OLDER_ORCHESTRATION, retry_options(config), payload
+        )
+        if older is None:
+            return
+        next_check = context.current_utc_datetime + timedelta(seconds=interval)
+        detail = f"orchestration {older} is enabling this account; waiting for it before any PATCH"
+        report(context, "waitingForAccount", request["accountId"], next_poll_at=iso(next_check), detail=detail)
+        yield context.create_timer(next_check)
+        interval = doubled(interval, config["pollMaxIntervalSeconds"])
+
+
 def _enable(
     context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
 ) -> Generator[Any, Any, EnableResult]:
     """The key PATCH, made safe to retry: the activity reads the account before every attempt and sends the PATCH
     only when nothing is in flight. Once an attempt may have reached Azure, every later doubt is resolved by
     following the account, never by reporting Failed while Azure may be encrypting."""
+    yield from _after_older_orchestrations(context, request, config)
     maybe_sent = False  # an earlier attempt ended without saying whether its PATCH applied
     result: EnableResult = {"status": "uncertain", "operation": None, "provisioningState": None, "detail": ""}
     for _ in range(MAX_ENABLE_ATTEMPTS):

@@ -108,6 +108,7 @@ class Azure:
             "preflight": lambda payload, now: _preflight(),
             "ensure_identity": lambda payload, now: {"status": "ready", "principalId": "p", "tenantId": "t"},
             "grant_key_access": lambda payload, now: {"changed": True, "propagationWaitSeconds": 0},
+            "find_older_orchestration": lambda payload, now: None,
             "enable_cmk": enable,
             "poll_operation": poll,
             "verify_cmk": verify,
@@ -316,3 +317,23 @@ def test_a_reattach_follows_the_given_operation_without_any_patch() -> None:
     run = _run(azure, orchestration_input)
     assert run.output["outcome"] == "Enabled"
     assert run.count("enable_cmk") == 0 and run.count("preflight") == 0
+
+
+def test_a_younger_orchestration_of_the_same_account_waits_for_the_older_before_any_patch() -> None:
+    """Two starters raced and both started one: the younger sends no PATCH while the older runs, then reads the
+    account, finds the key applied, and verifies."""
+    azure = Azure(timedelta(hours=2))
+    azure.patched_at = START + timedelta(minutes=5)  # the older orchestration's PATCH
+    older_until = azure.ends() + timedelta(minutes=10)
+
+    def older(payload: Any, now: datetime) -> Any:
+        return "cmk-a-000000000000.older" if now < older_until else None
+
+    def enable(payload: Any, now: datetime) -> Any:
+        assert now >= older_until, "no enable attempt while the older orchestration runs"
+        return {"status": "applied", "operation": None, "provisioningState": "Succeeded", "detail": "applied"}
+
+    run = _run(azure, activities=azure.activities(find_older_orchestration=older, enable_cmk=enable))
+    assert run.output["outcome"] == "Enabled"
+    assert run.count("enable_cmk") == 1
+    assert any("is enabling this account" in ((s or {}).get("detail") or "") for s in run.statuses)

@@ -33,6 +33,7 @@ ACTIVITIES = {
     "discover_accounts",
     "summarize_rollout",
     "prepare_account_start",
+    "find_older_orchestration",
     "read_account_instance",
 }
 HTTP_ROUTES = {
