@@ -504,7 +504,10 @@ def check_condition(condition: Any, version: Any) -> None:
         raise UnsupportedCondition("a condition must be a string")
     if str(version or "2.0") != "2.0":
         raise UnsupportedCondition(f"conditionVersion {version!r} is not supported; use '2.0'")
-    parse_condition(condition)
+    try:
+        parse_condition(condition)
+    except UnsupportedCondition as error:
+        raise UnsupportedCondition(f"condition: {error}") from error
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -727,6 +730,7 @@ class MappedRequest:
     action: str
     scope: str
     collection: bool
+    container: str = ""  # a list's parent (subscription, group or resource): grants there or below give a part
 
 
 def map_request(method: str, path: str) -> MappedRequest | None:
@@ -750,8 +754,19 @@ def map_request(method: str, path: str) -> MappedRequest | None:
         else:
             collection = rule.collection
         action = rule.action.format(crud=_CRUD.get(method, "action"), type=full_type, verb=verb)
-        return MappedRequest(rule, action, normalize_id(clean) if clean != "/" else "/", collection)
+        scope = normalize_id(clean) if clean != "/" else "/"
+        container = _container(clean) if collection else ""
+        return MappedRequest(rule, action, scope, collection, container)
     return None
+
+
+def _container(path: str) -> str:
+    """`{parent}/providers/{namespace}/{type}` → parent; `{resource}/{childType}` → resource."""
+    head = path.rstrip("/").rpartition("/")[0]
+    lowered = head.lower()
+    if "/providers/" in lowered and lowered.rsplit("/providers/", 1)[1].count("/") == 0:
+        head = head[: lowered.rindex("/providers/")]  # a top-level type: drop `/providers/{namespace}`
+    return normalize_id(head) if head.strip("/") else "/"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -886,7 +901,9 @@ def authorize(state: CloudState, context: RequestContext) -> Decision | None:
         decision = Decision(action, mapped.scope, grant is not None, enforced)
         if grant is not None:
             decision.granted_by, decision.role = str(grant[0]["id"]), grant[1].name
-        elif mapped.collection and context.method == "GET" and granted_below(state, principal, action, mapped.scope):
+        elif (
+            mapped.collection and context.method == "GET" and granted_below(state, principal, action, mapped.container)
+        ):
             decision.allowed = decision.partial = True
         for linked_action, linked_scope in _linked_checks(mapped.rule, context):
             allowed = find_grant(state, principal, linked_action, linked_scope) is not None
