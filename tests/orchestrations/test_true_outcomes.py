@@ -52,11 +52,15 @@ def _world(names: list[str] = NAMES, busy_hours: float = 0) -> dict[str, Any]:
     return b.world(resources, tenant_id=TENANT, account_data={k: v for k, v in data.items() if k in map(_id, names)})
 
 
-def _stack(world: dict[str, Any]) -> Iterator[LocalStack]:
+def _stack(world: dict[str, Any], **options: Any) -> Iterator[LocalStack]:
+    """Discrete-event time unless `options` say otherwise (`time_scale=`); extra app settings in `settings=`."""
+    settings = {"CMK_ACTIVITY_RETRY_SECONDS": "5", **options.pop("settings", {})}
+    if "time_scale" not in options:
+        options["discrete"] = True
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(world, discrete=True, settings={"CMK_ACTIVITY_RETRY_SECONDS": "5"}) as running:
+        with LocalStack(world, settings=settings, **options) as running:
             yield running
 
 
