@@ -72,11 +72,11 @@ def _subscription(name: str) -> str:
 
 
 def _region(name: str) -> str:
-    if not _REGION.fullmatch(name.strip()):
+    if not _REGION.fullmatch(name):
         raise InvalidRequest(
             "InvalidKeyPolicy", f"keyPolicy.byRegion: {shown(name)} is not a region name (westeurope, West Europe)."
         )
-    return normalise_region(name.strip())
+    return normalise_region(name)
 
 
 def _key(value: Any, where: str) -> str:

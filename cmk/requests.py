@@ -36,20 +36,20 @@ def parse_enablement_request(body: Any) -> EnablementRequest:
     if key_uri.is_managed_hsm:
         raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
     request: EnablementRequest = {"accountId": str(account), "keyUri": str(key_uri)}
-    identity = body.get("identity")
-    if identity is not None:
+    # A field that is present is checked, null included: null is not "absent".
+    if "identity" in body:
+        identity = body["identity"]
         if isinstance(identity, str) and identity.strip().lower() == SYSTEM_ASSIGNED.lower():
             request["identity"] = SYSTEM_ASSIGNED
         else:
             request["identity"] = str(parse_identity_id(identity))
-    dry_run = body.get("dryRun")
-    if dry_run is not None:
+    if "dryRun" in body:
+        dry_run = body["dryRun"]
         if not isinstance(dry_run, bool):
             raise InvalidRequest("InvalidDryRun", "dryRun must be true or false.")
         request["dryRun"] = dry_run
-    approval = body.get("approval")
-    if approval is not None:
-        if approval != "required":
+    if "approval" in body:
+        if body["approval"] != "required":
             raise InvalidRequest("InvalidApproval", 'approval, when given, must be "required".')
         request["approval"] = "required"
     return request

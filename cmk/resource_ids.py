@@ -200,7 +200,9 @@ def parse_key_uri(value: object) -> KeyUri:
     except ValueError as error:
         raise InvalidRequest("InvalidKeyUri", f"keyUri {shown(text)} is not a URL: {error}.") from error
     problem: str | None = None
-    if parts.scheme.lower() != "https":
+    if any(character.isspace() or not character.isprintable() for character in text):
+        problem = "it must not hold spaces or control characters"  # urlsplit would silently drop some of them
+    elif parts.scheme.lower() != "https":
         problem = "it must use https"
     elif port not in (None, 443) or parts.netloc.endswith(":"):
         problem = "Key Vault listens on port 443 only"
@@ -208,12 +210,14 @@ def parse_key_uri(value: object) -> KeyUri:
         problem = "its host is not a Key Vault or Managed HSM name (<vault>.vault.azure.net)"
     elif parts.query or parts.fragment or parts.username or parts.password:
         problem = "it must not carry a query, fragment or credentials"
-    segments = [segment for segment in parts.path.split("/") if segment]
+    # /keys/<name>[/<version>], one trailing slash allowed and nothing else non-canonical (no empty segments).
+    path = parts.path[:-1] if parts.path.endswith("/") else parts.path
+    segments = path.split("/")[1:] if path.startswith("/") else [path]
     if problem is None and (len(segments) not in (2, 3) or segments[0].lower() != "keys"):
         problem = "its path must be /keys/<name> or /keys/<name>/<version>"
-    if problem is None and not _KEY_NAME.match(segments[1]):
+    if problem is None and not _KEY_NAME.fullmatch(segments[1]):
         problem = "the key name may hold only letters, digits and dashes"
-    if problem is None and len(segments) == 3 and not _KEY_VERSION.match(segments[2]):
+    if problem is None and len(segments) == 3 and not _KEY_VERSION.fullmatch(segments[2]):
         problem = "the key version must be 32 hexadecimal characters"
     if problem is not None:
         raise InvalidRequest("InvalidKeyUri", f"keyUri {shown(text)} is not a Key Vault key URI: {problem}.")

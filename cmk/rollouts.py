@@ -79,17 +79,13 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
     if "accounts" not in body and "scope" not in body:
         raise InvalidRequest("NoAccounts", "Name the accounts (accounts) or where to find them (scope), or both.")
     request: RolloutRequest = {
-        "maxConcurrency": _cap(
-            body.get("maxConcurrency"), "maxConcurrency", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY")
-        ),
+        "maxConcurrency": _cap(body, "maxConcurrency", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY")),
         "maxConcurrencyPerSubscription": 0,
-        "dryRun": _flag(body.get("dryRun"), "dryRun"),
+        "dryRun": _flag(body, "dryRun"),
     }
     request["maxConcurrencyPerSubscription"] = min(
         _cap(
-            body.get("maxConcurrencyPerSubscription"),
-            "maxConcurrencyPerSubscription",
-            settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION"),
+            body, "maxConcurrencyPerSubscription", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION")
         ),
         request["maxConcurrency"],
     )
@@ -125,17 +121,20 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
     return request
 
 
-def _cap(value: Any, name: str, default: int) -> int:
-    if value is None:
+def _cap(body: dict[str, Any], name: str, default: int) -> int:
+    """A present field is checked, null included (null is not "absent")."""
+    if name not in body:
         return default
+    value = body[name]
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise InvalidRequest("InvalidConcurrency", f"{name} must be a whole number from 1 to {MAX_CONCURRENCY}.")
     return value
 
 
-def _flag(value: Any, name: str) -> bool:
-    if value is None:
+def _flag(body: dict[str, Any], name: str) -> bool:
+    if name not in body:
         return False
+    value = body[name]
     if not isinstance(value, bool):
         raise InvalidRequest("InvalidFlag", f"{name} must be true or false.")
     return value
@@ -156,15 +155,15 @@ def _parse_scope(value: Any) -> RolloutScope:
             )
         parsed.append(subscription)
     scope: RolloutScope = {"subscriptions": list(dict.fromkeys(parsed))}
-    groups = value.get("resourceGroups")
-    if groups is not None:
+    if "resourceGroups" in value:
+        groups = value["resourceGroups"]
         if not isinstance(groups, list) or not groups:
             raise InvalidRequest(
                 "InvalidScope", "scope.resourceGroups must be a non-empty list of resource group names."
             )
         scope["resourceGroups"] = [parse_resource_group_name(g, "scope.resourceGroups") for g in groups]
-    tags = value.get("tags")
-    if tags is not None:
+    if "tags" in value:
+        tags = value["tags"]
         if not isinstance(tags, dict) or not tags or not all(isinstance(v, str) for v in tags.values()):
             raise InvalidRequest("InvalidScope", "scope.tags must map tag names to string values.")
         scope["tags"] = {str(k): v for k, v in tags.items()}

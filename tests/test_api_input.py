@@ -240,3 +240,54 @@ def test_the_simulated_event_grid_calls_the_webhook_with_its_system_key(api: Api
     }
     keyless = endpoints[0].split("&code=")[0]
     assert requests.post(keyless, json=handshake, headers=headers, timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded", ""])
+def test_a_body_not_sent_as_json_is_a_415(api: Api, content_type: str) -> None:
+    body = json.dumps({"accountId": ACCOUNT, "keyUri": KEY, "dryRun": True})
+    reply = api.call("POST", "cmk/accounts", data=body, headers={"Content-Type": content_type})
+    _refused(api, reply, status=415, code="UnsupportedMediaType")
+
+
+@pytest.mark.parametrize(
+    "path", ["cmk/accounts?x=1", "cmk/rollouts?dryRun=true", "cmk/instances/cmk-x-1/approve?by=me"]
+)
+def test_a_route_that_changes_something_takes_no_unknown_query_parameter(api: Api, path: str) -> None:
+    body = {"accountId": ACCOUNT, "keyUri": KEY} if "accounts" in path else {"accounts": [ACCOUNT], "keyUri": KEY}
+    _refused(api, api.call("POST", path, json=body if "approve" not in path else {}), code="UnknownParameter")
+
+
+@pytest.mark.parametrize("field", ["identity", "dryRun", "approval"])
+def test_null_is_not_absent_in_an_account_request(api: Api, field: str) -> None:
+    _refused(api, api.call("POST", "cmk/accounts", json={"accountId": ACCOUNT, "keyUri": KEY, field: None}))
+
+
+@pytest.mark.parametrize("field", ["maxConcurrency", "maxConcurrencyPerSubscription", "dryRun", "identity"])
+def test_null_is_not_absent_in_a_rollout_request(api: Api, field: str) -> None:
+    _refused(api, api.call("POST", "cmk/rollouts", json={"accounts": [ACCOUNT], "keyUri": KEY, field: None}))
+
+
+@pytest.mark.parametrize(
+    "value", ["", "2026-01-01", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00", "٢٠٢٦-01-01T00:00:00Z"]
+)
+def test_created_times_are_rfc_3339(api: Api, value: str) -> None:
+    _refused(api, api.call("GET", "cmk/instances", params={"createdFrom": value}), code="InvalidTime")
+
+
+def test_list_filters_that_are_given_empty_are_checked(api: Api) -> None:
+    _refused(api, api.call("GET", "cmk/instances", params={"top": ""}), code="InvalidTop")
+    _refused(api, api.call("GET", "cmk/instances", params={"prefix": ""}), code="InvalidPrefix")
+    assert api.call("GET", "cmk/instances", params={"createdFrom": "2026-01-01T23:59:60+05:30"}).status_code == 200
+
+
+@pytest.mark.parametrize("report_format", ["xml", "JSON", ""])
+def test_a_report_format_outside_csv_and_json_is_a_400(api: Api, report_format: str) -> None:
+    reply = api.call("GET", "cmk/rollouts/cmk-rollout-x/report", params={"format": report_format})
+    _refused(api, reply, code="InvalidFormat")
+
+
+@pytest.mark.parametrize("statuses", ["", ",", "Running,", "Running,,Pending", "running", "Unknown"])
+def test_runtime_status_names_known_statuses_only(api: Api, statuses: str) -> None:
+    reply = api.call("GET", "cmk/instances", params={"runtimeStatus": statuses})
+    _refused(api, reply, code="InvalidRuntimeStatus")
+    assert api.call("GET", "cmk/instances", params={"runtimeStatus": "Running, Pending"}).status_code == 200

@@ -12,7 +12,7 @@ from cmk.errors import InvalidRequest
 from cmk.orchestration import AccountInput, account_instance_id, orchestration_config
 from cmk.requests import parse_enablement_request
 from coordination.account_instances import claim_account
-from triggers.http import error_response, invalid, read_json_body
+from triggers.http import check_query, error_response, invalid, read_json_body
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 @bp.durable_client_input(client_name="client")
 async def start_account(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
+        check_query(req)
         request = parse_enablement_request(read_json_body(req))
     except InvalidRequest as error:
         return invalid(error)

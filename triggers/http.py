@@ -10,11 +10,12 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
-from cmk.errors import InvalidRequest
+from cmk.errors import InvalidRequest, shown
 
 ACTIVE_STATUSES = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
+JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 # What this app's instance ids are made of (cmk-<account>-<digest>.<suffix>, cmk-rollout-<hex>[-lane-<n>]), with
 # room for ids other starters may use; nothing that would change the meaning of the status URL it is put in.
 INSTANCE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,256}")
@@ -48,6 +49,13 @@ def read_json_body(req: func.HttpRequest, *, required: bool = True) -> Any:
         if required:
             raise InvalidRequest("InvalidRequestBody", "The request body must be a JSON object.")
         return {}
+    media_type = (req.headers.get("content-type") or "").split(";", 1)[0].strip()
+    if not JSON_MEDIA_TYPE.fullmatch(media_type):
+        raise InvalidRequest(
+            "UnsupportedMediaType",
+            f"The request body must be JSON, sent with Content-Type: application/json (not {shown(media_type)}).",
+            status=415,
+        )
     try:
         body = json.loads(raw)
     except RecursionError as error:
@@ -57,6 +65,16 @@ def read_json_body(req: func.HttpRequest, *, required: bool = True) -> Any:
     if json_depth(body) > MAX_JSON_DEPTH:
         raise InvalidRequest("InvalidJson", f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
     return body
+
+
+def check_query(req: func.HttpRequest, *accepted: str) -> None:
+    """Routes that change something take no query parameter but theirs (and `code`, the function key)."""
+    unknown = sorted(set(req.params) - {*accepted, "code"})
+    if unknown:
+        raise InvalidRequest(
+            "UnknownParameter",
+            f"Unknown query parameter(s) {shown(unknown)}; this route takes {', '.join(accepted) or 'none'}.",
+        )
 
 
 def read_json_object(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,11 +13,12 @@ import aiohttp
 import azure.durable_functions as df
 import azure.functions as func
 
-from cmk.errors import InvalidRequest
+from cmk.errors import InvalidRequest, shown
 from cmk.orchestration import APPROVAL_EVENT
 from triggers.http import (
     ACTIVE_STATUSES,
     INSTANCE_ID,
+    check_query,
     error_response,
     find_instance,
     invalid,
@@ -97,7 +99,7 @@ def decode_continuation(token: str | None) -> str | None:
         durable_token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (ValueError, UnicodeError):
         raise _bad_token("it does not decode") from None
-    if version != TOKEN_VERSION or not durable_token or checksum != _checksum(durable_token):
+    if version != TOKEN_VERSION or not durable_token or token != encode_continuation(durable_token):
         raise _bad_token("its checksum does not match")
     if not durable_token.isprintable() or not durable_token.isascii():
         raise _bad_token("it holds characters a header cannot carry")
@@ -117,38 +119,62 @@ def _bad_token(why: str) -> InvalidRequest:
 
 def _list_query(req: func.HttpRequest) -> dict[str, str]:
     query: dict[str, str] = {}
-    statuses = [s.strip() for s in (req.params.get("runtimeStatus") or "").split(",") if s.strip()]
+    given = req.params.get("runtimeStatus")
+    statuses = [s.strip() for s in given.split(",")] if given is not None else []  # form style, unexploded
     unknown = [s for s in statuses if s not in RUNTIME_STATUSES]
     if unknown:
         raise InvalidRequest(
             "InvalidRuntimeStatus",
-            f"Unknown runtimeStatus {', '.join(unknown)}; use any of {', '.join(sorted(RUNTIME_STATUSES))}.",
+            f"Unknown runtimeStatus {shown(unknown)}; use any of {', '.join(sorted(RUNTIME_STATUSES))}, "
+            "comma-separated.",
         )
     if statuses:
         query["runtimeStatus"] = ",".join(statuses)
     for public, durable in (("createdFrom", "createdTimeFrom"), ("createdTo", "createdTimeTo")):
         value = req.params.get(public)
-        if value:
-            try:
-                datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError as error:
-                raise InvalidRequest("InvalidTime", f"{public} must be an ISO 8601 time, not {value!r}.") from error
-            query[durable] = value
+        if value is not None:
+            query[durable] = _rfc3339(public, value)
     top = req.params.get("top")
     size = DEFAULT_PAGE_SIZE
-    if top:
+    if top is not None:
         if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= MAX_PAGE_SIZE:
             raise InvalidRequest("InvalidTop", f"top must be a whole number from 1 to {MAX_PAGE_SIZE}.")
         size = int(top)
     query["top"] = str(size)
     prefix = req.params.get("prefix")
-    if prefix:
+    if prefix is not None:
         if not INSTANCE_ID.fullmatch(prefix):
             raise InvalidRequest(
                 "InvalidPrefix", "prefix is the start of an instance id: letters, digits, '.', '_', ':', '@', '-'."
             )
         query["instanceIdPrefix"] = prefix
     return query
+
+
+# RFC 3339 date-time (the OpenAPI `date-time` format): a full date, `T`, a full time and an offset.
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(name: str, value: str) -> str:
+    """The time in the form the Durable store reads (ISO 8601, UTC); InvalidRequest unless RFC 3339."""
+    match = _DATE_TIME.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError(value)
+        text = value.upper().replace("Z", "+00:00")
+        if match.group(1) == "60":  # a leap second, which RFC 3339 allows and Python does not
+            text = text[: match.start(1)] + "59" + text[match.end(1) :]
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise InvalidRequest(
+            "InvalidTime", f"{name} must be an RFC 3339 time (2026-01-31T12:00:00Z), not {shown(value)}."
+        ) from error
+    try:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # the first or last hours of years 1 and 9999, pushed past them by the offset
+        return "0001-01-01T00:00:00Z" if moment.year == 1 else "9999-12-31T23:59:59.999999Z"
 
 
 def _public_status(instance: dict[str, Any]) -> dict[str, Any]:
@@ -180,8 +206,9 @@ async def reject(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
 async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, *, approved: bool) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
     try:
+        check_query(req)
         body = read_json_object(req, required=False)
-        if not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
+        if set(body) - {"by", "comment"} or not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
             raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"by": str, "comment": str}.')
         _check_text(body, "comment")
     except InvalidRequest as error:
@@ -213,6 +240,7 @@ def _check_text(body: dict[str, Any], field: str) -> None:
 async def terminate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
     try:
+        check_query(req, "reason")
         body = read_json_object(req, required=False)
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"reason": str}.')

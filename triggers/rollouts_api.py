@@ -14,6 +14,7 @@ from cmk.orchestration import ROLLOUT_ORCHESTRATOR, orchestration_config
 from cmk.rollouts import parse_rollout_request, report_csv
 from orchestrators.rollout import RolloutInput
 from triggers.http import (
+    check_query,
     error_response,
     find_instance,
     invalid,
@@ -45,6 +46,7 @@ async def start_rollout(
 @bp.durable_client_input(client_name="client")
 async def start_rollout_route(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
+        check_query(req)
         instance_id, _ = await start_rollout(client, read_json_body(req))
     except InvalidRequest as error:
         return invalid(error)
@@ -73,6 +75,9 @@ async def get_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClie
 @bp.durable_client_input(client_name="client")
 async def rollout_report(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     instance_id = req.route_params["instanceId"]
+    report_format = req.params.get("format", "csv")
+    if report_format not in ("csv", "json"):
+        return error_response(400, "InvalidFormat", 'format is "csv" (the default) or "json".')
     status = await _find_rollout(client, instance_id)
     if status is None:
         return error_response(404, "RolloutNotFound", f"No rollout {instance_id}.")
@@ -84,7 +89,7 @@ async def rollout_report(req: func.HttpRequest, client: df.DurableOrchestrationC
             customStatus=status.custom_status,
         )
     rows = status.output.get("accounts") or []
-    if (req.params.get("format") or "csv").lower() == "json":
+    if report_format == "json":
         return json_response(200, {"rolloutId": instance_id, "totals": status.output.get("totals"), "accounts": rows})
     return func.HttpResponse(
         report_csv(rows),

@@ -274,15 +274,22 @@ class LocalHost:
         self._loop.call_soon_threadsafe(engine.wake_timers)
 
     def instance(self, instance_id: str) -> dict[str, Any] | None:
-        """The instance's status as the HTTP API reports it, plus `executionId` and host `diagnostics`."""
+        """The instance's status as the HTTP API reports it, plus `executionId`, `parentInstanceId` (a
+        sub-orchestration's parent, else None) and host `diagnostics`."""
         engine = self._engine_or_fail()
         record = engine.db_sync(engine.store.get_instance, instance_id)
         if record is None:
             return None
         payload = status_payload(record)
         payload["executionId"] = record.execution_id
+        payload["parentInstanceId"] = record.parent_instance_id
         payload["diagnostics"] = list(record.diagnostics)
         return payload
+
+    def instance_ids(self) -> list[str]:
+        """Every instance of the task hub, whatever its status."""
+        engine = self._engine_or_fail()
+        return engine.db_sync(engine.store.matching_instance_ids, InstanceQuery())
 
     def wait_for(self, instance_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Block until the instance is Completed, Failed or Terminated; returns its status."""

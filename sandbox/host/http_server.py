@@ -92,11 +92,11 @@ class HostHttpServer:
         """The public port: HTTP triggers, and the system endpoints behind their keys."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", WEBHOOK_PATH, self._durable_webhook)
-        app.router.add_route("*", WEBHOOK_PATH + "/{tail:.*}", self._durable_webhook)
+        app.router.add_route("*", WEBHOOK_PATH + "/{tail:[\\s\\S]*}", self._durable_webhook)
         app.router.add_route("*", EVENT_GRID_PATH, self._event_grid)
         app.router.add_route("*", ADMIN_PATH, self._admin)
-        app.router.add_route("*", ADMIN_PATH + "/{tail:.*}", self._admin)
-        app.router.add_route("*", "/{tail:.*}", self._http_trigger)
+        app.router.add_route("*", ADMIN_PATH + "/{tail:[\\s\\S]*}", self._admin)
+        app.router.add_route("*", "/{tail:[\\s\\S]*}", self._http_trigger)
         return app
 
     def rpc_application(self) -> web.Application:
@@ -106,7 +106,7 @@ class HostHttpServer:
         is a second loopback port of its own, so nothing on the public port answers without the key Azure asks for
         (the management API there is /runtime/webhooks/durabletask, behind the system key)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", RPC_PATH + "/{tail:.*}", self._durable_rpc)
+        app.router.add_route("*", RPC_PATH + "/{tail:[\\s\\S]*}", self._durable_rpc)
         return app
 
     # --- keys ---------------------------------------------------------------------------------------------------

@@ -127,3 +127,40 @@ def test_messages_quote_values_briefly() -> None:
         deep = [deep]
     assert len(shown(deep)) <= 120
     assert _code(parse_rollout_request, {"scope": {"subscriptions": [deep]}, "keyUri": KEY}) == "InvalidScope"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://kv-cmk-prod.vault.azure.net//keys/k",
+        "https://kv-cmk-prod.vault.azure.net/keys//k",
+        "https://kv-cmk-prod.vault.azure.net/keys/k//",
+        "https://kv-cmk-prod.vault.azure.net/ke\nys/k",
+        "https://kv-cmk-prod.vault.azure.net/keys/k x",
+    ],
+)
+def test_a_key_uri_path_is_canonical(uri: str) -> None:
+    assert _code(parse_key_uri, uri) == "InvalidKeyUri"
+
+
+def test_one_trailing_slash_is_canonical_enough() -> None:
+    assert str(parse_key_uri(KEY + "/")) == KEY
+
+
+@pytest.mark.parametrize("field", ["identity", "dryRun", "approval"])
+def test_null_is_not_absent_in_an_enablement_request(field: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_enablement_request({"accountId": ACCOUNT, "keyUri": KEY, field: None})
+
+
+@pytest.mark.parametrize("field", ["maxConcurrency", "maxConcurrencyPerSubscription", "dryRun", "identity"])
+def test_null_is_not_absent_in_a_rollout_request(field: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, field: None})
+    scope = {"subscriptions": [SUB], "resourceGroups": None}
+    assert _code(parse_rollout_request, {"scope": scope, "keyUri": KEY}) == "InvalidScope"
+
+
+@pytest.mark.parametrize("region", [" westeurope", "west\teurope"])
+def test_a_region_is_taken_as_written(region: str) -> None:
+    assert _code(parse_key_policy, {"byRegion": {region: KEY}}) == "InvalidKeyPolicy"
