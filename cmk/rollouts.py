@@ -84,9 +84,7 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
         "dryRun": _flag(body, "dryRun"),
     }
     request["maxConcurrencyPerSubscription"] = min(
-        _cap(
-            body, "maxConcurrencyPerSubscription", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION")
-        ),
+        _cap(body, "maxConcurrencyPerSubscription", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION")),
         request["maxConcurrency"],
     )
     if "accounts" in body:
