@@ -111,12 +111,12 @@ class ArmRouter:
             found = state.get(path)
             if found is None:
                 raise resource_not_found(path)
-            return Reply(200, found, action=f"{parsed.full_type}/read")
+            return Reply(200, found)
         if items == types - 1:
-            return self._collection(context, path, parsed.type_key, parsed.full_type)
+            return self._collection(context, path, parsed.type_key)
         raise ArmError(404, "NotFound", f"No route for '{context.method} {path}'.")
 
-    def _collection(self, context: RequestContext, path: str, type_key: str, full_type: str) -> Reply:
+    def _collection(self, context: RequestContext, path: str, type_key: str) -> Reply:
         """`{parent}/{type}`: every resource of that type under the parent (subscription, group or resource)."""
         state = self.state
         parent_prefix = id_key("/".join(path.rstrip("/").split("/")[:-1]))
@@ -133,7 +133,7 @@ class ArmRouter:
             if type_key == ACCOUNT_TYPE:
                 body = cosmos.account_view(state, body, context.api_version, context.base_url)
             values.append(body)
-        return Reply(200, {"value": values}, action=f"{full_type}/read")
+        return Reply(200, {"value": values})
 
     def _role_assignments(self, context: RequestContext, segments: list[str], index: int) -> Reply:
         state = self.state

@@ -34,11 +34,6 @@ from sandbox.azure.rbac import (
 
 _PRINCIPAL_TYPES = {"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"}
 ACTION_WRITE = "Microsoft.Authorization/roleAssignments/write"
-ACTION_READ = "Microsoft.Authorization/roleAssignments/read"
-ACTION_DELETE = "Microsoft.Authorization/roleAssignments/delete"
-ACTION_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
-ACTION_DEFINITION_READ = "Microsoft.Authorization/roleDefinitions/read"
-ACTION_DEFINITION_DELETE = "Microsoft.Authorization/roleDefinitions/delete"
 
 
 def _is_guid(value: str) -> bool:
@@ -149,7 +144,7 @@ def put_role_assignment(state: CloudState, context: RequestContext, scope: str, 
                 "RoleAssignmentUpdateNotPermitted",
                 "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
             )
-        return Reply(200, existing, action=ACTION_WRITE)
+        return Reply(200, existing)
     for other in state.of_type(ROLE_ASSIGNMENT_TYPE):
         other_properties = other.get("properties") or {}
         other_scope = str(other_properties.get("scope") or split_role_assignment_id(str(other["id"]))[0])
@@ -183,23 +178,23 @@ def put_role_assignment(state: CloudState, context: RequestContext, scope: str, 
     from sandbox.azure.eventgrid import emit_resource_event
 
     emit_resource_event(state, context, assignment_id, ACTION_WRITE, "Succeeded")
-    return Reply(201, created, action=ACTION_WRITE)
+    return Reply(201, created)
 
 
 def get_role_assignment(state: CloudState, scope: str, name: str) -> Reply:
     found = state.get(_assignment_id(scope, name))
     if found is None:
         raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{name}' is not found.")
-    return Reply(200, found, action=ACTION_READ)
+    return Reply(200, found)
 
 
 def delete_role_assignment(state: CloudState, context: RequestContext, scope: str, name: str) -> Reply:
     assignment_id = _assignment_id(scope, name)
     found = state.get(assignment_id)
     if found is None:
-        return Reply(204, None, action=ACTION_DELETE, empty=True)
+        return Reply(204, None, empty=True)
     state.delete_resource(assignment_id)
-    return Reply(200, found, action=ACTION_DELETE)
+    return Reply(200, found)
 
 
 def list_role_assignments(state: CloudState, scope: str, filter_text: str | None) -> Reply:
@@ -218,7 +213,7 @@ def list_role_assignments(state: CloudState, scope: str, filter_text: str | None
         if principal is not None and str(properties.get("principalId", "")).lower() != principal:
             continue
         results.append(assignment)
-    return Reply(200, {"value": results}, action=ACTION_READ)
+    return Reply(200, {"value": results})
 
 
 def _parse_filter(filter_text: str | None) -> tuple[bool, str | None]:

@@ -36,10 +36,8 @@ from sandbox.azure.keyvault import (
     vault_protection_problem,
 )
 
-ACTION_READ = "Microsoft.DocumentDB/databaseAccounts/read"
+# The operation name of the resource events an account write raises (the request's action is rbac.ACTION_TABLE's).
 ACTION_WRITE = "Microsoft.DocumentDB/databaseAccounts/write"
-ACTION_OPERATION_STATUS = "Microsoft.DocumentDB/locations/operationsStatus/read"
-ACTION_OPERATION_RESULT = "Microsoft.DocumentDB/databaseAccounts/operationResults/read"
 
 READ_ONLY_PROPERTIES = frozenset(
     {
@@ -118,7 +116,7 @@ def get_account(state: CloudState, context: RequestContext, account_id: str) -> 
     account = state.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
-    return Reply(200, account_view(state, account, context.api_version, context.base_url), action=ACTION_READ)
+    return Reply(200, account_view(state, account, context.api_version, context.base_url))
 
 
 # ----------------------------------------------------------------------------- identity helpers
@@ -571,7 +569,7 @@ def put_sql_role_assignment(state: CloudState, context: RequestContext, assignme
     }
     plan = Plan(KIND_SQL_ROLE_ASSIGNMENT, state.settings.update_operation_seconds, "Succeeded", None)
     reply = _start(state, context, account, plan, created)
-    return Reply(202, None, headers=reply.headers, action=ACTION_SQL_ROLE_ASSIGNMENT_WRITE, empty=True)
+    return Reply(202, None, headers=reply.headers, empty=True)
 
 
 def _start(state: CloudState, context: RequestContext, account: JsonDict, plan: Plan, body: JsonDict) -> Reply:
@@ -600,7 +598,7 @@ def _start(state: CloudState, context: RequestContext, account: JsonDict, plan: 
     )
     state.add_operation(operation)
     view = account_view(state, account, context.api_version, context.base_url)
-    return Reply(200, view, headers=_async_headers(state, context, operation), action=ACTION_WRITE)
+    return Reply(200, view, headers=_async_headers(state, context, operation))
 
 
 def _async_headers(state: CloudState, context: RequestContext, operation: Operation) -> dict[str, str]:
@@ -659,7 +657,7 @@ def operation_status(
     headers = {}
     if operation.running and state.settings.async_retry_after_seconds:
         headers["Retry-After"] = str(state.settings.async_retry_after_seconds)
-    return Reply(200, body, headers=headers, action=ACTION_OPERATION_STATUS)
+    return Reply(200, body, headers=headers)
 
 
 def operation_result(state: CloudState, context: RequestContext, account_id: str, operation_id: str) -> Reply:
@@ -670,7 +668,7 @@ def operation_result(state: CloudState, context: RequestContext, account_id: str
         headers = {"Location": f"{context.base_url}{context.path}?api-version={context.api_version}"}
         if state.settings.async_retry_after_seconds:
             headers["Retry-After"] = str(state.settings.async_retry_after_seconds)
-        return Reply(202, None, headers=headers, action=ACTION_OPERATION_RESULT, empty=True)
+        return Reply(202, None, headers=headers, empty=True)
     if operation.status == "Failed":
         error = operation.error or {"code": "InternalServerError", "message": "The operation failed."}
         status = 500 if error.get("code") == "InternalServerError" else 400

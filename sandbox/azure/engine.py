@@ -67,7 +67,6 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    action: str | None = None
     empty: bool = False  # no body at all (202 on operationResults), as opposed to a JSON null
 
 

@@ -240,7 +240,6 @@ def update_access_policy(state: CloudState, context: RequestContext, vault_id: s
             "id": policies_id,
             "properties": {"accessPolicies": policies},
         },
-        action=ACTION_ACCESS_POLICY_WRITE,
     )
 
 

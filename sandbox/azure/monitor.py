@@ -59,4 +59,4 @@ def account_metrics(state: CloudState, context: RequestContext, account_path: st
         "namespace": "Microsoft.DocumentDB/databaseAccounts",
         "resourceregion": str(account.get("location", "")).replace(" ", "").lower(),
     }
-    return Reply(200, body, action="Microsoft.Insights/metrics/read")
+    return Reply(200, body)

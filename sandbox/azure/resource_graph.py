@@ -29,8 +29,6 @@ from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import JsonDict, parse_resource_id, region_slug
 
-# The RP's operation "Submits a query on resources within specified subscriptions".
-ACTION = "Microsoft.ResourceGraph/resources/read"
 MAX_TOP = 1000
 _TOKEN = re.compile(
     r"""\s+
@@ -502,7 +500,7 @@ def query_resources(
         response["$skipToken"] = base64.b64encode(json.dumps({"o": offset + top, "q": fingerprint}).encode()).decode()
     else:
         response["resultTruncated"] = "true" if more else "false"
-    return Reply(200, response, action=ACTION)
+    return Reply(200, response)
 
 
 def _column_type(rows: list[JsonDict], name: str) -> str:
