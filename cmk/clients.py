@@ -1,8 +1,10 @@
 """The one place Azure SDK clients are made: endpoint, credential and retry behaviour come from app settings.
 
-In Azure the credential is the app's managed identity through DefaultAzureCredential. Against the local simulator
-nothing in this module changes: the simulator serves the same managed-identity endpoint App Service does
-(IDENTITY_ENDPOINT / IDENTITY_HEADER), ARM_ENDPOINT points at it, and REQUESTS_CA_BUNDLE trusts its certificate.
+In Azure the credential is the app's managed identity through DefaultAzureCredential; AZURE_CLOUD (cmk.clouds)
+chooses the ARM endpoint, the token audience every management client asks for, and the sign-in authority. Against
+the local simulator nothing in this module changes: the simulator serves the same managed-identity endpoint App
+Service does (IDENTITY_ENDPOINT / IDENTITY_HEADER), ARM_ENDPOINT points at it, and REQUESTS_CA_BUNDLE trusts its
+certificate.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
-from cmk import settings
+from cmk import clouds, settings
 
 # Preview api-version that still reports enableMaterializedViews and enableAllVersionsAndDeletesChangeFeed,
 # which the stable api-version of azure-mgmt-cosmosdb 10 does not model.
@@ -49,16 +51,21 @@ def _retry_policy() -> ThrottleAwareRetryPolicy:
 
 
 _credential_lock = threading.Lock()
-IdentityConfig = tuple[str | None, str]
+# (IDENTITY_ENDPOINT, AZURE_CLIENT_ID, the cloud's sign-in authority)
+IdentityConfig = tuple[str | None, str, str]
+# (ARM endpoint, credential scope): where management clients go and the token audience they ask for
+ArmTarget = tuple[str, str]
 
 
 @functools.lru_cache(maxsize=8)
 def _credential_for(identity: IdentityConfig) -> TokenCredential:
-    return DefaultAzureCredential(managed_identity_client_id=identity[1] or None)
+    # The authority matters for the credentials that sign in (environment, workload identity, developer tools);
+    # a managed identity gets its tokens from the platform's endpoint in every cloud.
+    return DefaultAzureCredential(managed_identity_client_id=identity[1] or None, authority=identity[2])
 
 
 def _identity_config() -> IdentityConfig:
-    return os.environ.get("IDENTITY_ENDPOINT"), settings.get_str("AZURE_CLIENT_ID")
+    return os.environ.get("IDENTITY_ENDPOINT"), settings.get_str("AZURE_CLIENT_ID"), clouds.current().authority_host
 
 
 def credential() -> TokenCredential:
@@ -67,15 +74,20 @@ def credential() -> TokenCredential:
         return _credential_for(_identity_config())
 
 
-def _client_kwargs(endpoint: str) -> dict[str, Any]:
-    return {"base_url": endpoint, "retry_policy": _retry_policy()}
+def _arm() -> ArmTarget:
+    return clouds.arm_endpoint(), clouds.current().arm_scope
+
+
+def _client_kwargs(target: ArmTarget) -> dict[str, Any]:
+    # credential_scopes: the SDKs default to the public cloud's audience; AZURE_CLOUD chooses the real one.
+    return {"base_url": target[0], "credential_scopes": [target[1]], "retry_policy": _retry_policy()}
 
 
 # Clients are cached per subscription and configuration: they hold connection pools worth reusing, and a changed
-# endpoint or identity (tests pointing at a new simulator) must not reuse a stale one.
+# endpoint, cloud or identity (tests pointing at a new simulator) must not reuse a stale one.
 @functools.lru_cache(maxsize=256)
-def _cosmos(subscription_id: str, endpoint: str, api_version: str | None, identity: IdentityConfig) -> Any:
-    kwargs = _client_kwargs(endpoint)
+def _cosmos(subscription_id: str, target: ArmTarget, api_version: str | None, identity: IdentityConfig) -> Any:
+    kwargs = _client_kwargs(target)
     if api_version:
         kwargs["api_version"] = api_version
     return CosmosDBManagementClient(_credential_for(identity), subscription_id, **kwargs)
@@ -83,45 +95,43 @@ def _cosmos(subscription_id: str, endpoint: str, api_version: str | None, identi
 
 def cosmos(subscription_id: str, *, preview: bool = False) -> CosmosDBManagementClient:
     api_version = COSMOS_PREVIEW_API_VERSION if preview else None
-    client: CosmosDBManagementClient = _cosmos(
-        subscription_id, settings.get_str("ARM_ENDPOINT"), api_version, _identity_config()
-    )
+    client: CosmosDBManagementClient = _cosmos(subscription_id, _arm(), api_version, _identity_config())
     return client
 
 
 @functools.lru_cache(maxsize=256)
-def _keyvault(subscription_id: str, endpoint: str, identity: IdentityConfig) -> KeyVaultManagementClient:
-    return KeyVaultManagementClient(_credential_for(identity), subscription_id, **_client_kwargs(endpoint))
+def _keyvault(subscription_id: str, target: ArmTarget, identity: IdentityConfig) -> KeyVaultManagementClient:
+    return KeyVaultManagementClient(_credential_for(identity), subscription_id, **_client_kwargs(target))
 
 
 def keyvault(subscription_id: str) -> KeyVaultManagementClient:
-    return _keyvault(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+    return _keyvault(subscription_id, _arm(), _identity_config())
 
 
 @functools.lru_cache(maxsize=256)
-def _authorization(subscription_id: str, endpoint: str, identity: IdentityConfig) -> AuthorizationManagementClient:
+def _authorization(subscription_id: str, target: ArmTarget, identity: IdentityConfig) -> AuthorizationManagementClient:
     return AuthorizationManagementClient(
-        _credential_for(identity), subscription_id, api_version=AUTHORIZATION_API_VERSION, **_client_kwargs(endpoint)
+        _credential_for(identity), subscription_id, api_version=AUTHORIZATION_API_VERSION, **_client_kwargs(target)
     )
 
 
 def authorization(subscription_id: str) -> AuthorizationManagementClient:
-    return _authorization(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+    return _authorization(subscription_id, _arm(), _identity_config())
 
 
 @functools.lru_cache(maxsize=256)
-def _msi(subscription_id: str, endpoint: str, identity: IdentityConfig) -> ManagedServiceIdentityClient:
-    return ManagedServiceIdentityClient(_credential_for(identity), subscription_id, **_client_kwargs(endpoint))
+def _msi(subscription_id: str, target: ArmTarget, identity: IdentityConfig) -> ManagedServiceIdentityClient:
+    return ManagedServiceIdentityClient(_credential_for(identity), subscription_id, **_client_kwargs(target))
 
 
 def msi(subscription_id: str) -> ManagedServiceIdentityClient:
-    return _msi(subscription_id, settings.get_str("ARM_ENDPOINT"), _identity_config())
+    return _msi(subscription_id, _arm(), _identity_config())
 
 
 @functools.lru_cache(maxsize=8)
-def _resource_graph(endpoint: str, identity: IdentityConfig) -> ResourceGraphClient:
-    return ResourceGraphClient(_credential_for(identity), **_client_kwargs(endpoint))
+def _resource_graph(target: ArmTarget, identity: IdentityConfig) -> ResourceGraphClient:
+    return ResourceGraphClient(_credential_for(identity), **_client_kwargs(target))
 
 
 def resource_graph() -> ResourceGraphClient:
-    return _resource_graph(settings.get_str("ARM_ENDPOINT"), _identity_config())
+    return _resource_graph(_arm(), _identity_config())

@@ -40,7 +40,7 @@ from azure.cosmos._retry_options import RetryOptions  # the class ConnectionPoli
 from azure.cosmos.documents import ConnectionPolicy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from cmk import clients, settings
+from cmk import clients, clouds, settings
 
 MAX_DOCUMENT_ID_BYTES = 990
 _MAX_UTF8_BYTES_PER_CHARACTER = 4
@@ -243,6 +243,13 @@ def scan_document_ids(document_endpoint: str | None, budget: ScanBudget | None =
     """Look for a document id over 990 bytes in every container, within the request-unit and time budget."""
     if not document_endpoint:
         return _result("unavailable", "the account reports no document endpoint")
+    if not clouds.data_plane_in_cloud(document_endpoint):
+        # The scan sends the app's token there: never to a host outside this cloud's Cosmos DB domain.
+        return _result(
+            "unavailable",
+            f"the account's document endpoint {document_endpoint} is not in the Cosmos DB domain of "
+            f"{clouds.current().name} (*.{clouds.current().cosmos_suffix}); check AZURE_CLOUD",
+        )
     pacer = _Pacer(budget or ScanBudget.from_settings())
     containers: list[tuple[str, ContainerProxy]] = []
     phase = "listing containers"

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from azure.core.exceptions import HttpResponseError
 
-from cmk import clients, settings
+from cmk import clients, clouds, settings
 from cmk.arm import is_not_found
 from cmk.resource_graph import kql_string, query_all
 from cmk.resource_ids import KeyUri, ResourceId, parse_vault_id
@@ -199,7 +199,7 @@ def find_vault(key_uri: KeyUri, account: ResourceId) -> VaultLookup:
     it does not know yet is also looked for by listing the vaults of the account's (and the named) subscriptions.
     The facts always come from ARM. Also says where it could not look, so a "not found" says why.
     """
-    endpoint = settings.get_str("ARM_ENDPOINT")
+    endpoint = clouds.arm_endpoint()
     extra = [str(s).lower() for s in settings.get_json("CMK_KEY_VAULT_SUBSCRIPTIONS") or []]
     narrowed = list(dict.fromkeys([account.subscription_id.lower(), *extra])) if extra else None
     found_key = (endpoint, key_uri.vault_name.lower(), None if narrowed is None else tuple(narrowed))

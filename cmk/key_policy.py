@@ -11,7 +11,8 @@ import re
 from typing import Any, NotRequired, TypedDict
 
 from cmk.errors import InvalidRequest, shown
-from cmk.resource_ids import parse_key_uri, parse_subscription_id
+from cmk.key_uris import KEY_REFUSALS, accepted_key_uri
+from cmk.resource_ids import parse_subscription_id
 
 
 class KeyPolicy(TypedDict):
@@ -81,8 +82,10 @@ def _region(name: str) -> str:
 
 def _key(value: Any, where: str) -> str:
     try:
-        return str(parse_key_uri(value))
+        return str(accepted_key_uri(value))
     except InvalidRequest as error:
+        if error.code in KEY_REFUSALS:
+            raise
         raise InvalidRequest("InvalidKeyPolicy", f"{where}: {error.message}") from error
 
 
@@ -92,8 +95,10 @@ def choose_key(policy: KeyPolicy, subscription_id: str, region: str, tags: dict[
         tagged = next((v for k, v in tags.items() if k.lower() == tag_name.lower()), None)
         if tagged:
             try:
-                return {"keyUri": str(parse_key_uri(tagged)), "source": f"tag {tag_name}"}
-            except InvalidRequest:
+                return {"keyUri": str(accepted_key_uri(tagged)), "source": f"tag {tag_name}"}
+            except InvalidRequest as error:
+                if error.code in KEY_REFUSALS:
+                    return {"keyUri": None, "source": f"tag {tag_name}: {error.code}: {error.message}"}
                 return {"keyUri": None, "source": f"tag {tag_name} holds an invalid key URI {shown(tagged)}"}
     by_subscription = policy.get("bySubscription", {})
     if subscription_id.lower() in by_subscription:

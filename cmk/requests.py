@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 from cmk.errors import InvalidRequest
-from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri
+from cmk.key_uris import accepted_key_uri
+from cmk.resource_ids import parse_account_id, parse_identity_id
 
 SYSTEM_ASSIGNED = "SystemAssigned"
 
@@ -32,7 +33,7 @@ def parse_enablement_request(body: Any) -> EnablementRequest:
             f"Unknown field(s) {', '.join(unknown)}; accepted fields are {', '.join(sorted(_FIELDS))}.",
         )
     account = parse_account_id(body.get("accountId"))
-    key_uri = parse_key_uri(body.get("keyUri"))
+    key_uri = accepted_key_uri(body.get("keyUri"))
     if key_uri.is_managed_hsm:
         raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
     request: EnablementRequest = {"accountId": str(account), "keyUri": str(key_uri)}

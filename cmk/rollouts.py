@@ -16,16 +16,16 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from cmk import clients, settings
+from cmk import clients, clouds, settings
 from cmk.errors import InvalidRequest, shown
 from cmk.fleet import PlannedAccount, expected_encryption_seconds
 from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
+from cmk.key_uris import accepted_key_uri
 from cmk.orchestration import AccountOutput, Outcome
 from cmk.requests import SYSTEM_ASSIGNED
 from cmk.resource_ids import (
     parse_account_id,
     parse_identity_id,
-    parse_key_uri,
     parse_resource_group_name,
     parse_scope,
 )
@@ -101,7 +101,7 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
     if "keyUri" in body and "keyPolicy" in body:
         raise InvalidRequest("AmbiguousKey", "Give keyUri or keyPolicy, not both.")
     if "keyUri" in body:
-        key = parse_key_uri(body["keyUri"])
+        key = accepted_key_uri(body["keyUri"])
         if key.is_managed_hsm:
             raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
         request["keyUri"] = str(key)
@@ -263,7 +263,7 @@ def _estimate(account_id: str) -> float:
     """
     account = parse_account_id(account_id)
     url = (
-        f"{settings.get_str('ARM_ENDPOINT').rstrip('/')}{account}/providers/Microsoft.Insights/metrics"
+        f"{clouds.arm_endpoint()}{account}/providers/Microsoft.Insights/metrics"
         f"?api-version={METRICS_API_VERSION}&metricnames=DataUsage,ProvisionedThroughput,NormalizedRUConsumption"
         "&aggregation=Maximum&interval=PT1H&timespan=PT1H"
     )

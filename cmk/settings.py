@@ -22,9 +22,17 @@ class Setting:
 
 _ALL = (
     Setting(
+        "AZURE_CLOUD",
+        "AzureCloud",
+        "The Azure cloud: AzureCloud, AzureUSGovernment or AzureChinaCloud. Chooses the ARM endpoint (and so "
+        "Resource Graph and metrics), the token audience of every management client, the Key Vault and Managed HSM "
+        "domains accepted in key URIs, and the Cosmos DB data-plane domain. Infra sets it from environment().name.",
+    ),
+    Setting(
         "ARM_ENDPOINT",
-        "https://management.azure.com",
-        "Azure Resource Manager endpoint. Points at the local simulator when rehearsing.",
+        "",
+        "Azure Resource Manager endpoint override. Empty: the cloud's (AZURE_CLOUD). Points at the local simulator "
+        "when rehearsing.",
     ),
     Setting(
         "AZURE_CLIENT_ID",

@@ -250,9 +250,12 @@ module durableTaskScheduler './app/durable-task-scheduler.bicep' = if (useDurabl
   }
 }
 
-// Every app setting the code reads (cmk/settings.py SETTINGS), except ARM_ENDPOINT, which keeps its public-cloud
-// default (only the local simulator changes it). The platform's own settings are added by app/api.bicep.
+// Every app setting the code reads (cmk/settings.py SETTINGS), except ARM_ENDPOINT, whose empty default means the
+// cloud's own endpoint (only the local simulator changes it). The platform's own settings are added by app/api.bicep.
 var appSettings = {
+  // The cloud this deployment runs in (AzureCloud, AzureUSGovernment, AzureChinaCloud): the app's ARM endpoint,
+  // token audience and accepted key URI domains follow it.
+  AZURE_CLOUD: environment().name
   AZURE_CLIENT_ID: appIdentity.outputs.clientId
   CMK_APP_PRINCIPAL_ID: appIdentity.outputs.principalId
   TASKHUB_NAME: taskHubName

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import requests
 
+from sandbox.azure.clouds import as_cloud
 from sandbox.stack import REPO_ROOT, LocalStack
 
 DEFAULT_WORLD = REPO_ROOT / "sandbox" / "worlds" / "demo.json"
@@ -52,10 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE, help="simulated seconds per second")
     parser.add_argument("--state", type=Path, help="keep the simulator and host state here (default: temporary)")
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for every account")
+    parser.add_argument(
+        "--cloud",
+        choices=("AzureCloud", "AzureUSGovernment", "AzureChinaCloud"),
+        default="AzureCloud",
+        help="the cloud the simulator answers as (its token audience, key and Cosmos DB domains); the app follows",
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
     world = json.loads(arguments.world.read_text(encoding="utf-8"))
+    if arguments.cloud != "AzureCloud":
+        world = as_cloud(world, arguments.cloud)
     expectations: dict[str, dict[str, Any]] = world.get("expectations") or {}
     if not expectations:
         print(f"{arguments.world} has no 'expectations' to run", file=sys.stderr)

@@ -79,12 +79,15 @@ async def _enrol(client: df.DurableOrchestrationClient, event_id: str, account_i
     if not policy_setting:
         logger.error("Event %s: cannot enrol %s, CMK_KEY_POLICY is not set", event_id, account_id)
         return
-    choice = choose_key(
-        parse_key_policy(settings.get_json("CMK_KEY_POLICY")),
-        parse_account_id(account_id).subscription_id,
-        account["location"],
-        account["tags"],
-    )
+    try:
+        policy = parse_key_policy(settings.get_json("CMK_KEY_POLICY"))
+    except (InvalidRequest, ValueError) as error:
+        # Acknowledge: a key policy that cannot be used (a Managed HSM key, a key of another cloud, bad JSON)
+        # refuses every event the same way; redelivery would not help.
+        code = error.code if isinstance(error, InvalidRequest) else "InvalidSetting"
+        logger.error("Event %s: cannot enrol %s, CMK_KEY_POLICY is refused: %s %s", event_id, account_id, code, error)
+        return
+    choice = choose_key(policy, parse_account_id(account_id).subscription_id, account["location"], account["tags"])
     if choice["keyUri"] is None:
         logger.error("Event %s: no key for %s: %s", event_id, account_id, choice["source"])
         return

@@ -21,13 +21,14 @@ from aiohttp import web
 
 from sandbox.azure import dataplane, rbac
 from sandbox.azure.arm import ArmRouter
+from sandbox.azure.clouds import audience_error, cloud_named
 from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
 from sandbox.azure.errors import ArmError
 from sandbox.azure.eventgrid import EventDispatcher
 from sandbox.azure.faults import AFTER_APPLY_KINDS, pick_fault
 from sandbox.azure.ids import IDENTITY_TYPE, JsonDict, id_key
 from sandbox.azure.tls import TlsFiles
-from sandbox.azure.tokens import ARM_AUDIENCES, InvalidToken, TokenClaims, derived_guid, mint_token, read_token
+from sandbox.azure.tokens import InvalidToken, TokenClaims, derived_guid, mint_token, read_token
 
 IDENTITY_PATH = "/msi/token"
 _WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
@@ -292,14 +293,9 @@ class SimulatorServer:
             raise ArmError(
                 401, "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time."
             )
-        if claims.audience.rstrip("/") not in ARM_AUDIENCES:
-            raise ArmError(
-                401,
-                "InvalidAuthenticationTokenAudience",
-                f"The access token has been obtained for wrong audience or resource '{claims.audience}'. It should "
-                "exactly match with one of the allowed audiences 'https://management.core.windows.net/',"
-                "'https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'.",
-            )
+        wrong_audience = audience_error(cloud_named(self.state.settings.cloud), claims.audience)
+        if wrong_audience is not None:
+            raise ArmError(401, "InvalidAuthenticationTokenAudience", wrong_audience)
         return claims
 
     def _serve_data_plane(self, request: web.Request, body: bytes) -> tuple[web.Response, JsonDict]:

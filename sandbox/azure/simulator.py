@@ -159,6 +159,7 @@ class AzureSimulator:
     def app_settings(self, client_id: str | None = None) -> dict[str, str]:
         """Environment for an app that should talk to this simulator instead of Azure."""
         values = {
+            "AZURE_CLOUD": self.settings.cloud,
             "ARM_ENDPOINT": self.base_url,
             "IDENTITY_ENDPOINT": self.identity_endpoint,
             "IDENTITY_HEADER": self.identity_header,

@@ -18,12 +18,6 @@ from typing import Any
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
 DEFAULT_TOKEN_LIFETIME_SECONDS = 24 * 3600  # managed identity tokens live about a day
-ARM_AUDIENCES = frozenset(
-    {
-        "https://management.azure.com",
-        "https://management.core.windows.net",
-    }
-)
 
 # Fixed namespace so principals derived from a client id or resource id are stable across runs.
 PRINCIPAL_NAMESPACE = uuid.UUID("5d0f3f5e-3b83-4a57-9d36-6b1a0cbb7a51")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sandbox.azure.clouds import cloud_named
 from sandbox.azure.ids import ACCOUNT_TYPE, JsonDict, id_key, normalize_id, resource_type_of
 
 DEFAULT_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -91,6 +92,8 @@ class SimulatorSettings:
     operation_status_detail: bool = False
     enforce_data_plane_rbac: bool = True
     random_seed: int = 0
+    # The Azure cloud the simulator answers as (sandbox/azure/clouds.py): its ARM token audiences.
+    cloud: str = "AzureCloud"
     encryption: EncryptionModel = field(default_factory=EncryptionModel)
     throttling: ThrottleSettings = field(default_factory=ThrottleSettings)
     event_delivery: EventDeliverySettings = field(default_factory=EventDeliverySettings)
@@ -103,6 +106,10 @@ class SimulatorSettings:
     @classmethod
     def from_json(cls, data: JsonDict) -> SimulatorSettings:
         settings: SimulatorSettings = _dataclass_from_json(cls, data, "simulator")
+        try:
+            cloud_named(settings.cloud)
+        except ValueError as error:
+            raise WorldError(f"simulator.cloud: {error}") from error
         return settings
 
     def with_overrides(self, overrides: JsonDict) -> SimulatorSettings:

@@ -36,15 +36,15 @@ APP_SETTING_VARIABLES = ((MAIN, "appSettings"), (MAIN, "durableTaskSchedulerSett
 
 # Settings the code reads that infra deliberately does NOT set, each with the reason. Keep it short.
 EXCLUDED_SETTINGS: dict[str, str] = {
-    # Public-cloud ARM. Only the local simulator changes it; in Azure the default is right, and the code's
-    # credential scopes are public-cloud ones anyway, so setting it in infra would suggest a choice there is not.
-    "ARM_ENDPOINT": "keeps its default (https://management.azure.com) in Azure",
+    # Empty: the ARM endpoint of AZURE_CLOUD. Only the local simulator sets it; in Azure the cloud's own is right.
+    "ARM_ENDPOINT": "keeps its default (the endpoint of AZURE_CLOUD) in Azure",
 }
 
 # Settings whose value comes from the deployment itself rather than from a parameter with a default.
 DERIVED_SETTINGS: dict[str, str] = {
     "AZURE_CLIENT_ID": "appIdentity",  # the user-assigned identity's client id (DefaultAzureCredential)
     "CMK_APP_PRINCIPAL_ID": "appIdentity",  # its principal id (the Event Grid loop guard)
+    "AZURE_CLOUD": "environment",  # environment().name: the cloud the deployment runs in
 }
 
 # The values of the host.json overrides infra sets with the Durable Task Scheduler switch (the host reads
