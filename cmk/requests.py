@@ -34,8 +34,6 @@ def parse_enablement_request(body: Any) -> EnablementRequest:
         )
     account = parse_account_id(body.get("accountId"))
     key_uri = accepted_key_uri(body.get("keyUri"))
-    if key_uri.is_managed_hsm:
-        raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
     request: EnablementRequest = {"accountId": str(account), "keyUri": str(key_uri)}
     # A field that is present is checked, null included: null is not "absent".
     if "identity" in body:

@@ -102,8 +102,6 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
         raise InvalidRequest("AmbiguousKey", "Give keyUri or keyPolicy, not both.")
     if "keyUri" in body:
         key = accepted_key_uri(body["keyUri"])
-        if key.is_managed_hsm:
-            raise InvalidRequest("UnsupportedKeyUri", "Managed HSM keys are not supported yet; use a Key Vault key.")
         request["keyUri"] = str(key)
     elif "keyPolicy" in body:
         request["keyPolicy"] = parse_key_policy(body["keyPolicy"])

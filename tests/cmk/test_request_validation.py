@@ -48,7 +48,7 @@ def test_identity_system_assigned_is_case_insensitive_and_uami_is_validated() ->
         ({"accountId": ACCOUNT, "keyUri": "https://kv-x.vault.azure.net/secrets/k"}, "InvalidKeyUri"),
         ({"accountId": ACCOUNT, "keyUri": "https://kv-x.vault.azure.net/keys/k/notahexversion"}, "InvalidKeyUri"),
         ({"accountId": ACCOUNT, "keyUri": "https://kv-x.vault.azure.net:8443/keys/k"}, "InvalidKeyUri"),
-        ({"accountId": ACCOUNT, "keyUri": "https://hsm-x.managedhsm.azure.net/keys/k"}, "UnsupportedKeyUri"),
+        ({"accountId": ACCOUNT, "keyUri": "https://hsm-x.managedhsm.azure.net/keys/k"}, "ManagedHsmKeyNotSupported"),
         ({"accountId": ACCOUNT, "keyUri": KEY, "identity": "UserAssigned"}, "InvalidIdentity"),
         ({"accountId": ACCOUNT, "keyUri": KEY, "dryRun": "yes"}, "InvalidDryRun"),
         ({"accountId": ACCOUNT, "keyUri": KEY, "approval": "maybe"}, "InvalidApproval"),
