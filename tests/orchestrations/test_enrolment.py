@@ -18,6 +18,7 @@ import requests
 from cmk.enrolment import rollout_instance_id
 from cmk.orchestration import account_instance_id
 from sandbox.azure import builders as b
+from sandbox.azure.rbac import CONTRIBUTOR
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
 from sandbox.stack import LocalStack
 from tests import GOLDEN
@@ -45,6 +46,8 @@ def stack() -> Iterator[LocalStack]:
         b.vault_key(vault, "cosmos-cmk"),
         *accounts,
         *(b.sql_role_assignment(a, SYSTEM) for a in accounts),
+        # The platform team that changes accounts (ARM authorization is enforced): Contributor of the subscription.
+        b.role_assignment(f"/subscriptions/{IN_SCOPE}", CONTRIBUTOR, PLATFORM_TEAM),
     ]
     settings = {
         "CMK_ENROLMENT_SCOPE": json.dumps([f"/subscriptions/{IN_SCOPE}"]),
