@@ -3,8 +3,8 @@
 A lane is a sub-orchestration that works through its accounts one at a time, so at most `lanes` accounts are in
 flight. The Durable out-of-process protocol degrades a `task_any` sliding window to near-sequential (see
 docs/durable-protocol.md §2.5), so concurrency is capped with lanes instead. Accounts are dealt longest first to
-the least loaded lane (LPT scheduling: makespan within 4/3 of optimal for the estimates), and a subscription's accounts are
-kept on at most `max_per_subscription` lanes, which bounds its concurrency by construction.
+the least loaded lane (LPT scheduling: makespan within 4/3 of optimal for the estimates), and a subscription's
+accounts are kept on at most `max_per_subscription` lanes, which bounds its concurrency by construction.
 """
 
 from __future__ import annotations

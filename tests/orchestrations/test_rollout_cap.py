@@ -65,6 +65,8 @@ def test_the_cap_holds_in_azure_when_monitors_stop_early_and_an_admin_terminates
     outcomes: dict[str, int] = defaultdict(int)
     for row in report["accounts"]:
         outcomes[row["outcome"]] += 1
-    assert outcomes == {"Enabled": len(CAPPED)}, [(r["outcome"], r["reason"], r["instanceId"]) for r in report["accounts"]]
+    assert outcomes == {"Enabled": len(CAPPED)}, [
+        (r["outcome"], r["reason"], r["instanceId"]) for r in report["accounts"]
+    ]
     assert _peak_key_operations(stack) <= cap
     assert all(len(key_patches(stack.simulator, _id(name))) == 1 for name in CAPPED)
