@@ -146,7 +146,15 @@ async def claim_account(
     preparation = await prepare_start(client, orchestration_input, exclusive=exclusive)
     if preparation["running"] is not None:
         return {"instanceId": preparation["running"], "started": False}
-    await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, preparation["input"])
+    try:
+        await client.start_new(ACCOUNT_ORCHESTRATOR, instance_id, preparation["input"])
+    except Exception:
+        # The same id started by a concurrent call (a duplicate delivery of one event names one id): whatever the
+        # engine did with the second start, the instance that exists is the claim.
+        mine = await client.get_status(instance_id)
+        if mine is None or mine.runtime_status is None:
+            raise
+        return {"instanceId": instance_id, "started": False}
     return {"instanceId": instance_id, "started": True}
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from cmk.enrolment import rollout_instance_id
-from cmk.orchestration import account_instance_id
+from cmk.orchestration import account_instance_base, belongs_to_account
 from sandbox.azure import builders as b
 from sandbox.azure.rbac import CONTRIBUTOR
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
@@ -94,6 +94,27 @@ def _instance(stack: LocalStack, instance_id: str) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
 
 
+def _account_instances(stack: LocalStack, account: str) -> list[dict[str, Any]]:
+    """Every orchestration of the account (instance ids share the account's base, each with a suffix of its own)."""
+    base = account_instance_base(account)
+    response = requests.get(f"{stack.host_url}/api/cmk/instances", params={"prefix": base}, timeout=60)
+    assert response.status_code == 200, response.text
+    return [i for i in response.json()["instances"] if belongs_to_account(i["instanceId"], base)]
+
+
+def _the_instance(stack: LocalStack, account: str, timeout: float = 60) -> str:
+    """The one orchestration the account's events started (waits for it to appear)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _account_instances(stack, account)
+        if found:
+            assert len(found) == 1, f"one orchestration per account, found {[i['instanceId'] for i in found]}"
+            instance_id: str = found[0]["instanceId"]
+            return instance_id
+        assert time.monotonic() < deadline, "the event did not enrol the account"
+        time.sleep(0.2)
+
+
 def _wait_done(stack: LocalStack, instance_id: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -121,11 +142,7 @@ def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_
         call(stack.simulator, "PATCH", account, {"tags": {"owner": "team-a"}}, principal=PLATFORM_TEAM).status_code
         == 200
     )
-    instance_id = account_instance_id(account)
-    deadline = time.monotonic() + 60
-    while _instance(stack, instance_id) is None:
-        assert time.monotonic() < deadline, "the write event did not enrol the account"
-        time.sleep(0.2)
+    instance_id = _the_instance(stack, account)
     first = _wait_done(stack, instance_id)
     assert first["output"]["outcome"] == "Enabled", first["output"]["reason"]
     # Our own three PATCHes raised events too; let them all be delivered, then nothing new may have started.
@@ -139,6 +156,7 @@ def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_
     assert (
         after is not None and after["createdTime"] == first["createdTime"] and after["output"]["outcome"] == "Enabled"
     )
+    assert _the_instance(stack, account) == instance_id
     assert _key_patches(stack, account) == 1
 
 
@@ -148,12 +166,14 @@ def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None
     with ThreadPoolExecutor(4) as pool:
         codes = list(pool.map(lambda _: _deliver(stack, [event]), range(4)))
     assert all(200 <= code < 300 for code in codes)
-    status = _wait_done(stack, account_instance_id(account))
+    instance_id = _the_instance(stack, account)
+    status = _wait_done(stack, instance_id)
     assert status["output"]["outcome"] == "Enabled"
     # A late, out-of-order redelivery after the key is on changes nothing.
     assert 200 <= _deliver(stack, [event]) < 300
     time.sleep(1)
-    assert _instance(stack, account_instance_id(account))["createdTime"] == status["createdTime"]  # type: ignore[index]
+    assert _the_instance(stack, account) == instance_id
+    assert _instance(stack, instance_id)["createdTime"] == status["createdTime"]  # type: ignore[index]
     assert _key_patches(stack, account) == 1
 
 
@@ -165,7 +185,7 @@ def test_cloud_events_enrol_too(stack: LocalStack) -> None:
     cloud_event.update({"id": str(uuid.uuid4()), "subject": account, "source": f"/subscriptions/{IN_SCOPE}"})
     cloud_event["data"].update({"resourceUri": account, "operationName": "Microsoft.DocumentDB/databaseAccounts/write"})
     assert 200 <= _deliver(stack, [cloud_event], "application/cloudevents+json") < 300
-    assert _wait_done(stack, account_instance_id(account))["output"]["outcome"] == "Enabled"
+    assert _wait_done(stack, _the_instance(stack, account))["output"]["outcome"] == "Enabled"
 
 
 @pytest.mark.parametrize(
@@ -186,7 +206,7 @@ def test_events_not_for_us_are_acknowledged_and_ignored(
         event["data"]["operationName"] = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/write"
     assert 200 <= _deliver(stack, [event]) < 300
     time.sleep(1)
-    assert _instance(stack, account_instance_id(account)) is None
+    assert _account_instances(stack, account) == []
 
 
 def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(stack: LocalStack) -> None:
