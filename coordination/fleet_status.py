@@ -1,0 +1,702 @@
+"""The live state of the fleet as the status API serves it: every rollout with its counts, every account of a
+rollout with its phase and step times, the fleet overview, one account's details. Read through the Durable client
+only (the rollout's own customStatus stays a handful of counters whatever the fleet size).
+
+Where each account of a rollout stands comes from its lanes: a lane's latest input holds its planned accounts, the
+position it has reached and the report rows of the accounts it finished in earlier generations, and its custom
+status names the orchestration it waits on now. Accounts the lane finished in its current generation are found by
+the instance id the lane gives them (deterministic per rollout, account and claim), else from the lane's history.
+
+Finished orchestrations never change, so their status payloads are kept in memory (`_TERMINAL`): a refresh reads
+only the orchestrations still running and the ones that ended since. Whole views are kept for `VIEW_TTL_SECONDS`,
+so the requests of one page refresh share one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+
+from cmk.fleet import PlannedAccount
+from cmk.orchestration import (
+    ACCOUNT_ORCHESTRATOR,
+    LANE_ORCHESTRATOR,
+    ROLLOUT_ORCHESTRATOR,
+    account_instance_base,
+    account_instance_id,
+    short_digest,
+)
+from cmk.progress import (
+    ACTIVE_RUNTIME_STATUSES,
+    AccountState,
+    account_state,
+    as_dict,
+    instance_base,
+    latest_moment,
+    outcome_of,
+    parse_time,
+    phase_of,
+)
+from coordination.account_instances import list_instances
+
+ROLLOUT_PREFIX = "cmk-rollout-"
+ACCOUNT_PREFIX = "cmk-"
+# Claims a lane makes of one account at most (orchestrators.rollout_lane.MAX_CLAIMS).
+MAX_CLAIMS = 4
+VIEW_TTL_SECONDS = 1.0
+MAX_TERMINAL_CACHED = 20_000
+MAX_VIEWS_CACHED = 16
+# Parallel status reads of one view.
+READERS = 16
+LIST_PAGE = "1000"
+# When more finished orchestrations than this are unknown, one list query reads them instead of one read each.
+LIST_INSTEAD_OF_READS = 24
+
+_TERMINAL: OrderedDict[str, dict[str, Any]] = OrderedDict()
+# (rollout id, account id) -> the orchestration that handles the account for the rollout, once seen.
+_CLAIMED: OrderedDict[tuple[str, str], str] = OrderedDict()
+_VIEWS: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+_LOCKS: dict[str, asyncio.Lock] = {}
+# The newest time any status this process read carries (see `now`).
+_NEWEST: list[datetime] = []
+
+
+def payload(status: Any) -> dict[str, Any] | None:
+    """A DurableOrchestrationStatus as the plain JSON of the Durable status API (None: no such instance)."""
+    if status is None or getattr(status, "runtime_status", None) is None:
+        return None
+    result: dict[str, Any] = {
+        "instanceId": status.instance_id,
+        "name": status.name,
+        "runtimeStatus": status.runtime_status.value,
+        "input": decoded(status.input_),
+        "customStatus": status.custom_status,
+        "output": status.output,
+        "createdTime": _iso(status.created_time),
+        "lastUpdatedTime": _iso(status.last_updated_time),
+    }
+    history = getattr(status, "historyEvents", None)
+    if history is not None:
+        result["historyEvents"] = history
+    return result
+
+
+def decoded(value: Any) -> Any:
+    """An orchestration input as JSON: the Durable API hands some back as the JSON text the client posted."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def now(instances: Iterable[dict[str, Any]] = ()) -> datetime:
+    """Now, for elapsed times: the wall clock, or the newest time the task hub wrote if that is later. In Azure the
+    two agree; the local simulator runs orchestration time faster than the wall clock, and the newest write it
+    has seen (kept across reads) is its best reading of that clock."""
+    newest = latest_moment(list(instances), floor=max([datetime.now(UTC), *_NEWEST]))
+    _NEWEST[:] = [newest]
+    return newest
+
+
+async def recent_now(client: df.DurableOrchestrationClient) -> datetime:
+    """`now`, also from the orchestrations running now (lanes and monitors write often)."""
+    query = {
+        "instanceIdPrefix": ACCOUNT_PREFIX,
+        "runtimeStatus": ",".join(sorted(ACTIVE_RUNTIME_STATUSES)),
+        "showInput": "false",
+        "top": LIST_PAGE,
+    }
+    return now(await list_instances(client, query))
+
+
+def _remember(instance: dict[str, Any]) -> None:
+    if instance.get("runtimeStatus") in ACTIVE_RUNTIME_STATUSES:
+        return
+    kept = {key: value for key, value in instance.items() if key != "historyEvents"}
+    _TERMINAL[str(instance["instanceId"])] = kept
+    _TERMINAL.move_to_end(str(instance["instanceId"]))
+    while len(_TERMINAL) > MAX_TERMINAL_CACHED:
+        _TERMINAL.popitem(last=False)
+
+
+def _claimed(rollout_id: str, account_id: str, instance_id: str) -> None:
+    _CLAIMED[(rollout_id, account_id.lower())] = instance_id
+    while len(_CLAIMED) > MAX_TERMINAL_CACHED:
+        _CLAIMED.popitem(last=False)
+
+
+async def read_instance(
+    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False, show_history: bool = False
+) -> dict[str, Any] | None:
+    """One instance (from memory when it has ended and neither history nor input is asked for)."""
+    if not show_history and instance_id in _TERMINAL and (not show_input or "input" in _TERMINAL[instance_id]):
+        return _TERMINAL[instance_id]
+    status = await client.get_status(
+        instance_id, show_history=show_history, show_history_output=show_history, show_input=show_input
+    )
+    instance = payload(status)
+    if instance is not None and show_input:
+        _remember(instance)
+    return instance
+
+
+async def _gather(calls: Iterable[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    semaphore = asyncio.Semaphore(READERS)
+
+    async def limited(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with semaphore:
+            return await call()
+
+    return list(await asyncio.gather(*(limited(call) for call in calls)))
+
+
+async def _running_details(
+    client: df.DurableOrchestrationClient, instance_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """Running account orchestrations with their input and history (their step times so far)."""
+    ids = sorted(set(instance_ids))
+    found = await _gather(
+        [lambda i=i: read_instance(client, i, show_input=True, show_history=True) for i in ids]  # type: ignore[misc]
+    )
+    return {str(item["instanceId"]): item for item in found if item is not None}
+
+
+def _history(instance: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    if instance is None:
+        return None
+    events = instance.get("historyEvents")
+    return events if isinstance(events, list) else None
+
+
+# --- rollouts ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutView:
+    """A rollout and every one of its accounts, at `now`."""
+
+    rollout: dict[str, Any]
+    accounts: list[AccountState]
+    now: datetime
+    lanes: int
+    read_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> bool:
+        return self.rollout.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES and all(
+            account["phase"] == "done" for account in self.accounts
+        )
+
+
+@dataclass
+class _LaneSlot:
+    lane: int
+    index: int
+    planned: PlannedAccount
+    row: dict[str, Any] | None = None
+    instance_id: str | None = None
+    current: bool = False
+    finished_here: bool = False  # finished in the lane's current generation: no row in its input yet
+
+
+async def rollout_view(client: df.DurableOrchestrationClient, rollout_id: str) -> RolloutView | None:
+    """The rollout's accounts, each with its live state (read at most once per VIEW_TTL_SECONDS)."""
+    cached = _VIEWS.get(rollout_id)
+    if cached is not None and (cached[1].finished or time.monotonic() - cached[0] < VIEW_TTL_SECONDS):
+        view: RolloutView = cached[1]
+        return view
+    lock = _LOCKS.setdefault(rollout_id, asyncio.Lock())
+    async with lock:
+        cached = _VIEWS.get(rollout_id)
+        if cached is not None and (cached[1].finished or time.monotonic() - cached[0] < VIEW_TTL_SECONDS):
+            return cached[1]  # type: ignore[no-any-return]
+        fresh = await _read_rollout(client, rollout_id)
+        if fresh is not None:
+            _VIEWS[rollout_id] = (time.monotonic(), fresh)
+            _VIEWS.move_to_end(rollout_id)
+            while len(_VIEWS) > MAX_VIEWS_CACHED:
+                _VIEWS.popitem(last=False)
+    if len(_LOCKS) > 4 * MAX_VIEWS_CACHED:
+        _LOCKS.clear()
+    return fresh
+
+
+async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) -> RolloutView | None:
+    rollout = await read_instance(client, rollout_id, show_input=True)
+    if rollout is None or rollout.get("name") != ROLLOUT_ORCHESTRATOR:
+        return None
+    lanes = []
+    for lane in await list_instances(client, {"instanceIdPrefix": f"{rollout_id}-lane-", "top": "100"}):
+        lane["input"] = decoded(lane.get("input"))
+        if lane.get("name") == LANE_ORCHESTRATOR and isinstance(lane["input"], dict):
+            lanes.append(lane)
+    lanes.sort(key=lambda lane: int(lane["input"].get("lane") or 0))
+    slots = _lane_slots(rollout_id, lanes)
+    output = rollout.get("output") if isinstance(rollout.get("output"), dict) else None
+    report_rows = {str(row["accountId"]).lower(): row for row in (output or {}).get("accounts") or []}
+    for slot in slots:
+        row = report_rows.get(slot.planned["accountId"].lower())
+        if row is not None and slot.row is None:
+            slot.row, slot.current, slot.finished_here = row, False, False
+            slot.instance_id = row.get("instanceId")
+    await _resolve_finished_here(client, rollout, slots, lanes)
+
+    running_ids = [s.instance_id for s in slots if s.instance_id and s.current]
+    running = await _running_details(client, running_ids)
+    for reading in running.values():
+        _remember(reading)
+    finished_ids = {s.instance_id for s in slots if s.instance_id and not s.current} - set(running)
+    known = await _terminal_instances(client, rollout, finished_ids)
+    instances = {**known, **running}
+
+    moment = now([rollout, *lanes, *running.values()])
+    queued_since = rollout.get("createdTime")
+    accounts: list[AccountState] = []
+    for slot in slots:
+        instance = instances.get(slot.instance_id or "")
+        state = account_state(
+            slot.planned["accountId"],
+            instance,
+            now=moment,
+            history=_history(running.get(slot.instance_id or "")),
+            expected_seconds=slot.planned.get("expectedSeconds"),
+            queued_since=queued_since,
+            row=slot.row if instance is None else None,
+        )
+        if instance is None and slot.current:
+            state["phase"] = "starting"
+            state["instanceId"] = slot.instance_id
+        state["rolloutId"] = rollout_id
+        state["lane"] = slot.lane
+        accounts.append(state)
+    planned_ids = {slot.planned["accountId"].lower() for slot in slots}
+    accounts += _unplanned(rollout, report_rows, planned_ids, len(lanes), moment)
+    accounts.sort(key=lambda account: (account["name"].lower(), account["accountId"].lower()))
+    return RolloutView(rollout=rollout, accounts=accounts, now=moment, lanes=len(lanes))
+
+
+def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]:
+    slots: list[_LaneSlot] = []
+    for lane in lanes:
+        data = lane["input"]
+        index_of_lane = int(data.get("lane") or 0)
+        planned: list[PlannedAccount] = list(data.get("accounts") or [])
+        position = int(data.get("position") or 0)
+        rows = {str(row["accountId"]).lower(): row for row in data.get("rows") or []}
+        output = lane.get("output")
+        if isinstance(output, list):
+            rows.update({str(row["accountId"]).lower(): row for row in output if isinstance(row, dict)})
+        custom = as_dict(lane.get("customStatus"))
+        current = custom.get("current") if isinstance(custom.get("current"), dict) else None
+        current_input = data.get("current") if isinstance(data.get("current"), dict) else None
+        current_index: int | None = None
+        current_id: str | None = None
+        if lane.get("runtimeStatus") in ACTIVE_RUNTIME_STATUSES:
+            if current and current.get("accountId"):
+                wanted = str(current["accountId"]).lower()
+                current_index = next(
+                    (i for i, p in enumerate(planned) if p["accountId"].lower() == wanted and i >= position), None
+                )
+                current_id = current.get("instanceId")
+            elif current or current_input:
+                current_index = position if position < len(planned) else None
+                current_id = (current or current_input or {}).get("instanceId")
+        for index, account in enumerate(planned):
+            slot = _LaneSlot(lane=index_of_lane, index=index, planned=account)
+            row = rows.get(account["accountId"].lower())
+            if row is not None:
+                slot.row, slot.instance_id = row, row.get("instanceId")
+            elif current_index is not None and index == current_index:
+                slot.current, slot.instance_id = True, current_id
+                if current_id:
+                    _claimed(rollout_id, account["accountId"], current_id)
+            elif current_index is not None and position <= index < current_index:
+                slot.finished_here = True
+            elif lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES and index >= position:
+                slot.finished_here = True  # ended without an output: the report will have its row
+            slots.append(slot)
+    return slots
+
+
+async def _resolve_finished_here(
+    client: df.DurableOrchestrationClient,
+    rollout: dict[str, Any],
+    slots: list[_LaneSlot],
+    lanes: list[dict[str, Any]],
+) -> None:
+    """The orchestrations of accounts a lane finished in its current generation: seen before as the lane's current
+    one, else the instance id the lane gives them, else the claims in the lane's history."""
+    rollout_id = str(rollout["instanceId"])
+    pending = [slot for slot in slots if slot.finished_here and slot.row is None]
+    for slot in pending:
+        slot.instance_id = _CLAIMED.get((rollout_id, slot.planned["accountId"].lower()))
+    unknown = [slot for slot in pending if slot.instance_id is None]
+    if not unknown:
+        return
+    candidates = {
+        account_instance_id(slot.planned["accountId"], short_digest(f"{rollout_id}/{claim}")): slot
+        for slot in unknown
+        for claim in range(MAX_CLAIMS)
+    }
+    found = await _terminal_instances(client, rollout, set(candidates), missing_ok=True)
+    for instance_id in sorted(found, key=lambda i: str(found[i].get("createdTime") or "")):
+        candidates[instance_id].instance_id = instance_id
+    still = {slot.lane for slot in unknown if slot.instance_id is None}
+    for lane in lanes:
+        if int(lane["input"].get("lane") or 0) not in still:
+            continue
+        history = _history(await read_instance(client, str(lane["instanceId"]), show_history=True)) or []
+        named = [name for event in history for name in _instance_ids_in(event)]
+        for slot in unknown:
+            if slot.instance_id is None and slot.lane == int(lane["input"].get("lane") or 0):
+                base = account_instance_base(slot.planned["accountId"])
+                slot.instance_id = next((n for n in reversed(named) if instance_base(n) == base), None)
+    for slot in pending:
+        if slot.instance_id:
+            _claimed(rollout_id, slot.planned["accountId"], slot.instance_id)
+
+
+def _instance_ids_in(event: dict[str, Any]) -> list[str]:
+    """Account orchestration ids a lane's history event names: a sub-orchestration it started, or an activity's
+    answer naming the orchestration it claimed."""
+    found = [event["InstanceId"]] if isinstance(event.get("InstanceId"), str) else []
+    result = event.get("Result")
+    if isinstance(result, dict):
+        found += [str(value) for value in result.values() if isinstance(value, str)]
+    return [name for name in found if name.startswith(ACCOUNT_PREFIX) and "." in name]
+
+
+async def _terminal_instances(
+    client: df.DurableOrchestrationClient, rollout: dict[str, Any], ids: set[str], *, missing_ok: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Status payloads of the given instances: from memory, else one list query of the account orchestrations
+    created since the rollout started (many unknown), else one read each."""
+    found = {i: _TERMINAL[i] for i in ids if i in _TERMINAL}
+    unknown = ids - set(found)
+    if len(unknown) > LIST_INSTEAD_OF_READS:
+        since = rollout.get("createdTime")
+        query = {"instanceIdPrefix": ACCOUNT_PREFIX, "showInput": "false", "top": LIST_PAGE}
+        if since:
+            query["createdTimeFrom"] = str(since)
+        for instance in await list_instances(client, query):
+            if instance.get("name") != ACCOUNT_ORCHESTRATOR:
+                continue
+            _remember(instance)
+            if instance["instanceId"] in unknown:
+                found[str(instance["instanceId"])] = instance
+        unknown -= set(found)
+        if missing_ok:
+            return found
+    reads = await _gather([lambda i=i: read_instance(client, i) for i in sorted(unknown)])  # type: ignore[misc]
+    for instance in reads:
+        if instance is not None:
+            _remember(instance)
+            found[str(instance["instanceId"])] = instance
+    return found
+
+
+def _unplanned(
+    rollout: dict[str, Any], report_rows: dict[str, dict[str, Any]], planned: set[str], lanes: int, moment: datetime
+) -> list[AccountState]:
+    """Accounts of the rollout no lane took: from the report once it exists; while it runs, the named accounts
+    that discovery left out (not found, or no key for them)."""
+    rollout_id = str(rollout["instanceId"])
+    custom = as_dict(rollout.get("customStatus"))
+    states: list[AccountState] = []
+    if report_rows:
+        for key, row in report_rows.items():
+            if key not in planned:
+                states.append(
+                    _with_rollout(account_state(str(row["accountId"]), None, now=moment, row=row), rollout_id)
+                )
+        return states
+    request = (rollout.get("input") or {}).get("request") or {}
+    named = [str(a) for a in request.get("accounts") or []]
+    discovering = custom.get("phase") in (None, "discovering") or (custom.get("lanes") or 0) > lanes
+    for account_id in named:
+        if account_id.lower() in planned:
+            continue
+        if discovering:
+            state = account_state(account_id, None, now=moment, queued_since=rollout.get("createdTime"))
+        else:
+            row = {
+                "accountId": account_id,
+                "outcome": "Refused",
+                "reason": "Not planned: not found by Resource Graph, or no key for it in the key policy "
+                "(the report names which once the rollout ends)",
+            }
+            state = account_state(account_id, None, now=moment, row=row)
+        states.append(_with_rollout(state, rollout_id))
+    return states
+
+
+def _with_rollout(state: AccountState, rollout_id: str) -> AccountState:
+    state["rolloutId"] = rollout_id
+    state["lane"] = None
+    return state
+
+
+def counts(accounts: Iterable[AccountState]) -> dict[str, Any]:
+    """Counts by phase, outcome and subscription, what awaits approval, and the oldest running encryption."""
+    by_phase: Counter[str] = Counter()
+    by_outcome: Counter[str] = Counter()
+    by_subscription: Counter[str] = Counter()
+    oldest: AccountState | None = None
+    oldest_at: datetime | None = None
+    total = 0
+    for account in accounts:
+        total += 1
+        by_phase[account["phase"]] += 1
+        if account["outcome"]:
+            by_outcome[account["outcome"]] += 1
+        by_subscription[account["subscriptionId"] or "unknown"] += 1
+        started = parse_time(account["timings"].get("enableRequestedAt"))
+        if account["phase"] == "encrypting" and started and (oldest_at is None or started < oldest_at):
+            oldest, oldest_at = account, started
+    return {
+        "total": total,
+        "done": by_phase.get("done", 0),
+        "byPhase": dict(by_phase),
+        "byOutcome": dict(by_outcome),
+        "bySubscription": dict(by_subscription),
+        "awaitingApproval": by_phase.get("awaitingApproval", 0),
+        "oldestEncryption": _encryption_ref(oldest),
+    }
+
+
+def _encryption_ref(account: AccountState | None) -> dict[str, Any] | None:
+    if account is None:
+        return None
+    encryption: dict[str, Any] = dict(account["encryption"] or {})
+    return {
+        "instanceId": account["instanceId"],
+        "accountId": account["accountId"],
+        "name": account["name"],
+        "since": account["timings"].get("enableRequestedAt"),
+        "elapsedSeconds": encryption.get("elapsedSeconds"),
+        "percentComplete": account["percentComplete"],
+        "rolloutId": account.get("rolloutId"),
+    }
+
+
+def rollout_summary(view: RolloutView) -> dict[str, Any]:
+    """The rollout's header: its request, state and live counts."""
+    rollout = view.rollout
+    request = (rollout.get("input") or {}).get("request") or {}
+    custom = as_dict(rollout.get("customStatus"))
+    output = as_dict(rollout.get("output"))
+    return {
+        "instanceId": rollout["instanceId"],
+        "runtimeStatus": rollout.get("runtimeStatus"),
+        "phase": custom.get("phase"),
+        "createdTime": rollout.get("createdTime"),
+        "lastUpdatedTime": rollout.get("lastUpdatedTime"),
+        "dryRun": bool(request.get("dryRun")),
+        "request": _request_summary(request),
+        "lanes": view.lanes,
+        "timings": output.get("timings"),
+        "error": output.get("error"),
+        "reportReady": rollout.get("runtimeStatus") == "Completed",
+        **counts(view.accounts),
+    }
+
+
+def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        key: request[key]
+        for key in ("keyUri", "keyPolicy", "identity", "scope", "maxConcurrency", "maxConcurrencyPerSubscription")
+        if key in request
+    }
+    summary["namedAccounts"] = len(request.get("accounts") or [])
+    return summary
+
+
+# --- the fleet ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fleet:
+    """Every orchestration of the app at one moment: rollouts, their lanes, account orchestrations."""
+
+    rollouts: list[dict[str, Any]]
+    lanes: dict[str, dict[str, Any]]
+    accounts: list[dict[str, Any]]
+    now: datetime
+    read_at: float = field(default_factory=time.monotonic)
+
+    def rollout_of(self, instance_id: str) -> str | None:
+        """The rollout whose lane started this account orchestration (its suffix is that rollout's digest)."""
+        if "." not in instance_id:
+            return None
+        return _rollout_digests(self.rollouts).get(instance_id.rsplit(".", 1)[-1])
+
+
+def _rollout_digests(rollouts: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        short_digest(f"{rollout['instanceId']}/{claim}"): str(rollout["instanceId"])
+        for rollout in rollouts
+        for claim in range(MAX_CLAIMS)
+    }
+
+
+_FLEET: list[Fleet] = []
+
+
+async def fleet(client: df.DurableOrchestrationClient) -> Fleet:
+    """Every orchestration of the app, without inputs (read at most once per VIEW_TTL_SECONDS)."""
+    if _FLEET and time.monotonic() - _FLEET[0].read_at < VIEW_TTL_SECONDS:
+        return _FLEET[0]
+    everything = await list_instances(
+        client, {"instanceIdPrefix": ACCOUNT_PREFIX, "showInput": "false", "top": LIST_PAGE}
+    )
+    accounts = [i for i in everything if i.get("name") == ACCOUNT_ORCHESTRATOR]
+    snapshot = Fleet(
+        rollouts=[i for i in everything if i.get("name") == ROLLOUT_ORCHESTRATOR],
+        lanes={str(i["instanceId"]): i for i in everything if i.get("name") == LANE_ORCHESTRATOR},
+        accounts=accounts,
+        now=now(everything),
+    )
+    _FLEET[:] = [snapshot]
+    return snapshot
+
+
+def account_id_of(instance: dict[str, Any]) -> str | None:
+    for source in (instance.get("output"), instance.get("customStatus")):
+        if isinstance(source, dict) and source.get("accountId"):
+            return str(source["accountId"])
+    data = instance.get("input")
+    request = data.get("request") if isinstance(data, dict) else None
+    return str(request["accountId"]) if isinstance(request, dict) and request.get("accountId") else None
+
+
+def newest_per_account(snapshot: Fleet) -> list[dict[str, Any]]:
+    """The newest orchestration of each account (what is true of the account now)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for instance in snapshot.accounts:
+        base = instance_base(str(instance["instanceId"]))
+        held = newest.get(base)
+        if held is None or str(instance.get("createdTime") or "") > str(held.get("createdTime") or ""):
+            newest[base] = instance
+    return list(newest.values())
+
+
+async def account_states(
+    client: df.DurableOrchestrationClient, snapshot: Fleet, instances: list[dict[str, Any]]
+) -> list[AccountState]:
+    """Account orchestrations as the API lists them, with step times (a running one is read with its input and
+    history)."""
+    running = [str(i["instanceId"]) for i in instances if i.get("runtimeStatus") in ACTIVE_RUNTIME_STATUSES]
+    details = await _running_details(client, running)
+    states: list[AccountState] = []
+    for instance in instances:
+        instance_id = str(instance["instanceId"])
+        full = details.get(instance_id) or instance
+        state = account_state(
+            account_id_of(full) or instance_id, full, now=snapshot.now, history=_history(details.get(instance_id))
+        )
+        state["rolloutId"] = snapshot.rollout_of(instance_id)
+        states.append(state)
+    return states
+
+
+def live_rollout_counts(snapshot: Fleet, rollout: dict[str, Any]) -> dict[str, Any]:
+    """A rollout's counts from the fleet listing: its lanes' finished counts and the phase of each account a lane
+    waits on (the rollout's own customStatus is refreshed only every few minutes)."""
+    custom = as_dict(rollout.get("customStatus"))
+    rollout_id = str(rollout["instanceId"])
+    if rollout.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES:
+        output = as_dict(rollout.get("output"))
+        totals = output.get("totals") or custom.get("byOutcome") or {}
+        total = int(output.get("total") or custom.get("total") or sum(totals.values()))
+        return {"total": total, "done": total, "byOutcome": dict(totals), "byPhase": {"done": total}}
+    by_outcome: Counter[str] = Counter()
+    by_phase: Counter[str] = Counter()
+    by_id = {str(i["instanceId"]): i for i in snapshot.accounts}
+    lanes = [lane for lane_id, lane in snapshot.lanes.items() if lane_id.startswith(f"{rollout_id}-lane-")]
+    for lane in lanes:
+        status = as_dict(lane.get("customStatus"))
+        if lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES and isinstance(lane.get("output"), list):
+            by_outcome.update(str(row.get("outcome")) for row in lane["output"] if isinstance(row, dict))
+            continue
+        by_outcome.update(status.get("done") or {})
+        by_phase["queued"] += int(status.get("remaining") or 0)
+        current = status.get("current") if isinstance(status.get("current"), dict) else None
+        if current:
+            instance = by_id.get(str(current.get("instanceId")))
+            phase = phase_of(instance) if instance else "starting"
+            if phase == "done":
+                by_outcome[outcome_of(instance) or "Failed"] += 1
+            else:
+                by_phase[phase] += 1
+    total = int(custom.get("total") or 0)
+    planned = sum(by_outcome.values()) + sum(by_phase.values())
+    if custom.get("phase") == "running" and total > planned and len(lanes) >= int(custom.get("lanes") or 0):
+        by_outcome["Refused"] += total - planned  # named accounts no lane took: not found, or no key
+    done = sum(by_outcome.values())
+    by_phase["done"] = done
+    if not lanes:
+        by_phase["queued"] = max(0, total - done)
+    return {
+        "total": max(total, done + sum(v for k, v in by_phase.items() if k != "done")),
+        "done": done,
+        "byOutcome": dict(by_outcome),
+        "byPhase": {k: v for k, v in by_phase.items() if v},
+    }
+
+
+def rollout_list_item(snapshot: Fleet, rollout: dict[str, Any]) -> dict[str, Any]:
+    custom = as_dict(rollout.get("customStatus"))
+    output = as_dict(rollout.get("output"))
+    live = live_rollout_counts(snapshot, rollout)
+    return {
+        "instanceId": rollout["instanceId"],
+        "runtimeStatus": rollout.get("runtimeStatus"),
+        "phase": custom.get("phase"),
+        "createdTime": rollout.get("createdTime"),
+        "lastUpdatedTime": rollout.get("lastUpdatedTime"),
+        "dryRun": bool(output.get("dryRun")) if output else None,
+        "lanes": int(custom.get("lanes") or 0) or None,
+        "finishedAt": (output.get("timings") or {}).get("finishedAt") if output else None,
+        "error": output.get("error") if output else None,
+        "awaitingApproval": live["byPhase"].get("awaitingApproval", 0),
+        **live,
+    }
+
+
+def newest_first(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        instances, key=lambda i: (str(i.get("createdTime") or ""), str(i.get("instanceId") or "")), reverse=True
+    )
+
+
+def moment_seconds(moment: Any, origin: datetime) -> float | None:
+    parsed = parse_time(moment)
+    return None if parsed is None else round((parsed - origin).total_seconds(), 1)
+
+
+def reset_caches() -> None:
+    """Forget everything kept in memory (tests)."""
+    _TERMINAL.clear()
+    _CLAIMED.clear()
+    _VIEWS.clear()
+    _LOCKS.clear()
+    _FLEET.clear()
+    _NEWEST.clear()
