@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck unit test demo bench clean
+.PHONY: install browser lint typecheck unit test demo bench screenshots clean
 
 WORKER_PIN := sandbox/host/functions-worker.txt
 WORKER_DIR := $(VENV)/functions-worker
@@ -29,7 +29,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy .
 
-unit: install
+# Debian's headless Chromium and its driver, for the dashboard's browser tests (tests/dashboard): installed when
+# missing and this runs as root with apt-get; otherwise those tests skip, saying how to run them (with CI=true they
+# fail instead). Never a browser download at run time.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium and chromium-driver (Debian) for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			>/dev/null) || echo "apt-get could not install chromium: the browser tests will skip"; \
+	else echo "chromium and chromium-driver are missing (root and apt-get install them): the browser tests will skip"; fi
+
+unit: install browser
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -39,6 +50,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The README's dashboard screenshots (docs/img), taken by the browser tests.
+screenshots: install browser
+	CI=true CMK_SCREENSHOTS=docs/img $(BIN)/pytest -n 0 tests/dashboard/test_dashboard_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
