@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.azure.clouds import cloud_named
-from sandbox.azure.ids import ACCOUNT_TYPE, JsonDict, id_key, normalize_id, resource_type_of
+from sandbox.azure.ids import (
+    ACCOUNT_TYPE,
+    ROLE_ASSIGNMENT_TYPE,
+    ROLE_DEFINITION_TYPE,
+    JsonDict,
+    id_key,
+    normalize_id,
+    resource_type_of,
+)
 
 DEFAULT_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DEFAULT_SYSTEM_PRINCIPAL_ID = "5b3f6c2e-8d1a-4f7b-9c2e-1a4d6e8f0b13"
@@ -78,6 +86,13 @@ class EventDeliverySettings:
 
 
 @dataclass(frozen=True)
+class AuthorizationSettings:
+    """ARM authorization (sandbox/azure/rbac.py): `enforce` false logs every decision and refuses nothing."""
+
+    enforce: bool = True
+
+
+@dataclass(frozen=True)
 class SimulatorSettings:
     system_principal_id: str = DEFAULT_SYSTEM_PRINCIPAL_ID
     system_client_id: str = DEFAULT_SYSTEM_CLIENT_ID
@@ -97,6 +112,7 @@ class SimulatorSettings:
     encryption: EncryptionModel = field(default_factory=EncryptionModel)
     throttling: ThrottleSettings = field(default_factory=ThrottleSettings)
     event_delivery: EventDeliverySettings = field(default_factory=EventDeliverySettings)
+    authorization: AuthorizationSettings = field(default_factory=AuthorizationSettings)
     faults: tuple[JsonDict, ...] = ()
     event_subscriptions: tuple[JsonDict, ...] = ()
 
@@ -351,6 +367,21 @@ def _clean_cli_body(body: JsonDict) -> JsonDict:
     return cleaned
 
 
+def _check_authorization_body(body: JsonDict, where: str) -> None:
+    """Role definitions must be usable and role assignment conditions ones the simulator can evaluate."""
+    from sandbox.azure import rbac  # here: importing the package loads the engine, which imports this module
+
+    kind = resource_type_of(str(body["id"]))
+    try:
+        if kind == ROLE_DEFINITION_TYPE:
+            rbac.role_from_body(body)
+        elif kind == ROLE_ASSIGNMENT_TYPE:
+            properties = body.get("properties") or {}
+            rbac.check_condition(properties.get("condition"), properties.get("conditionVersion"))
+    except ValueError as error:
+        raise WorldError(f"{where}: {body['id']!r}: {error}") from error
+
+
 def load_world(source: Path | str | JsonDict | list[Any]) -> World:
     """Build a World from a file path, a parsed world object, or Azure CLI output (see module docstring)."""
     where = "world"
@@ -381,6 +412,7 @@ def load_world(source: Path | str | JsonDict | list[Any]) -> World:
         if key in seen:
             raise WorldError(f"{where}: resource {body['id']!r} appears twice")
         seen[key] = str(body["id"])
+        _check_authorization_body(body, where)
     if not isinstance(raw_account_data, dict):
         raise WorldError(f"{where}.accountData must map account ids to objects")
     account_data: dict[str, AccountData] = {}
