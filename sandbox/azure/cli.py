@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rbac-propagation-seconds", type=float, help="override simulator.rbacPropagationSeconds")
     parser.add_argument("--identity-operation-seconds", type=float, help="override simulator.identityOperationSeconds")
     parser.add_argument("--no-throttling", action="store_true", help="disable ARM and Resource Graph throttling")
+    parser.add_argument(
+        "--no-authorization",
+        action="store_true",
+        help="log ARM authorization decisions, refuse nothing (simulator.authorization.enforce false)",
+    )
     parser.add_argument("--read-bucket", type=float, help="ARM read bucket size per principal")
     parser.add_argument("--read-refill", type=float, help="ARM read refill per second")
     parser.add_argument("--write-bucket", type=float, help="ARM write bucket size per principal")
@@ -44,6 +49,8 @@ def overrides_from(arguments: argparse.Namespace) -> JsonDict:
         overrides["identityOperationSeconds"] = arguments.identity_operation_seconds
     if arguments.seed is not None:
         overrides["randomSeed"] = arguments.seed
+    if getattr(arguments, "no_authorization", False):
+        overrides["authorization"] = {"enforce": False}
     throttling: JsonDict = {}
     if arguments.no_throttling:
         throttling["enabled"] = False
