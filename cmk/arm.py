@@ -40,6 +40,11 @@ def is_not_found(error: BaseException) -> bool:
     )
 
 
+def is_forbidden(error: BaseException) -> bool:
+    """ARM's 403: the caller lacks the action at that scope (AuthorizationFailed, LinkedAuthorizationFailed)."""
+    return isinstance(error, HttpResponseError) and error.status_code == 403
+
+
 def describe(error: HttpResponseError) -> str:
     """`<code>: <message>` from an ARM error body, falling back to the HTTP reason."""
     code = getattr(error.error, "code", None) if error.error is not None else None

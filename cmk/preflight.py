@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal, NotRequired, TypedDict
 
+from azure.core.exceptions import HttpResponseError
+
 from cmk import inventory, settings
+from cmk.arm import describe, is_forbidden
 from cmk.document_ids import MAX_DOCUMENT_ID_BYTES, DocumentIdScan, scan_document_ids
 from cmk.findings import Code, Finding, blocking, has_blocking, warning
 from cmk.inventory import AccountFacts, KeyFacts, VaultLookup
@@ -350,7 +353,14 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
     """Read everything the rules need and apply them all. Read-only: changes nothing in Azure."""
     account_id = parse_account_id(request["accountId"])
     key_uri = request["keyUri"]
-    account = inventory.read_account(account_id, include_preview=True)
+    try:
+        account = inventory.read_account(account_id, include_preview=True)
+    except HttpResponseError as error:
+        if not is_forbidden(error):
+            raise
+        # Azure's message names the action and the scope the app lacks: the grant to fix.
+        unreadable = f"This app cannot read account {account_id}: {describe(error)}"
+        return _result(account_id, [blocking(Code.ACCOUNT_NOT_FOUND, unreadable)], None, None)
     if account is None:
         return _result(
             account_id,
@@ -373,11 +383,15 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
     identity, identity_findings = resolve_identity(account, request.get("identity"))
     findings += identity_findings
     if identity is not None and identity["type"] == "UserAssigned":
-        found = inventory.read_user_assigned_identity(parse_identity_id(identity["resourceId"]))
+        try:
+            found = inventory.read_user_assigned_identity(parse_identity_id(identity["resourceId"]))
+            missing = f"User-assigned identity {identity['resourceId']} was not found."
+        except HttpResponseError as error:
+            if not is_forbidden(error):
+                raise
+            found, missing = None, f"This app cannot read identity {identity['resourceId']}: {describe(error)}"
         if found is None:
-            findings.append(
-                blocking(Code.IDENTITY_NOT_FOUND, f"User-assigned identity {identity['resourceId']} was not found.")
-            )
+            findings.append(blocking(Code.IDENTITY_NOT_FOUND, missing))
         else:
             identity["resourceId"] = found["id"]
             identity["principalId"] = found["principalId"]
