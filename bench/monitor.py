@@ -9,6 +9,7 @@ state: what one more poll costs after that many polls).
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Any
 
 import requests
@@ -50,6 +51,10 @@ def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
         episodes = host.episodes(instance_id)
         tail = episodes[-TAIL_POLLS * EPISODES_PER_POLL :]
         stats = host.stats(instance_id)
+        monitoring = monitoring_generation_history(episodes)
+        if polls_per_generation < polls:
+            # The property tests/orchestrations/test_monitor_history.py checks at 300 polls, here at this many.
+            assert len(set(monitoring)) == 1, f"history per generation grows: {monitoring}"
         stack.simulator.advance(2 * 10**9)
         final = host.wait_for(instance_id, timeout=600)
         assert final["output"]["outcome"] == "Enabled", final["output"]
@@ -58,10 +63,21 @@ def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
         "maxHistoryEvents": stats["maxHistoryEvents"],
         "replayCpuMsPerPoll": round(sum(e["orchestratorCpuSeconds"] for e in tail) * 1000 / TAIL_POLLS, 3),
         "executions": stats["executions"],
+        # Largest history replayed in the generations that only monitor (all but the first and the last).
+        "monitoringGenerationMaxHistory": sorted(set(monitoring)),
         "episodes": stats["episodes"],
         "orchestratorCpuSeconds": round(stats["orchestratorCpuSeconds"], 3),
         "wallSeconds": round(time.perf_counter() - started, 1),
     }
+
+
+def monitoring_generation_history(episodes: list[dict[str, Any]]) -> list[int]:
+    """Per generation (execution) between the first (preflight, the key PATCH) and the last (verification): the
+    largest history the SDK replayed in it."""
+    generations: dict[str, int] = defaultdict(int)
+    for episode in episodes:
+        generations[episode["executionId"]] = max(generations[episode["executionId"]], episode["historyEvents"])
+    return list(generations.values())[1:-1]
 
 
 def run(quick: bool = False) -> dict[str, Any]:
