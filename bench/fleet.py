@@ -9,6 +9,8 @@ seconds unless named wall.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import resource
@@ -29,6 +31,7 @@ from sandbox.stack import LocalStack
 
 SUBSCRIPTIONS = [f"{index:08d}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for index in range(1, 11)]
 KEY = "https://kv-fleet-bench.vault.azure.net/keys/cosmos-cmk"
+COSMOS_ACCOUNT = "Microsoft.DocumentDB/databaseAccounts"
 MAX_CONCURRENCY = 20
 # Data sizes, drawn per account; with 1,000 spare RU/s encryptions range from the 10-minute minimum to about 7 hours.
 SIZES_GIB = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0]
@@ -71,6 +74,12 @@ def rollout(accounts: int, dry_run: bool, sizes: list[float] = SIZES_GIB) -> dic
         ] not in ("Completed", "Failed", "Terminated"):
             time.sleep(0.5)
         finished = _seconds(status["output"]["timings"]["finishedAt"])
+        # What tests/orchestrations/test_fleet_scale.py checks on a small fleet, at this size: every account is in
+        # the report, once, with an outcome.
+        report = requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}/report", timeout=600).text
+        reported = sorted(row["accountId"].lower() for row in csv.DictReader(io.StringIO(report)) if row["outcome"])
+        expected = sorted(str(r["id"]).lower() for r in world["resources"] if r["type"] == COSMOS_ACCOUNT)
+        assert reported == expected, f"{len(reported)} accounts in the report of {len(expected)}"
         arm = [r for r in stack.simulator.requests() if r["path"].lower().startswith(("/subscriptions", "/providers"))]
         operations = stack.simulator.operations()
     encryptions = [o for o in operations if "keyVaultKeyUri" in json.dumps(o.get("changes"))]
@@ -112,7 +121,7 @@ def sequential_script(accounts: int) -> dict[str, Any]:
         # The poller sleeps real seconds while the discrete clock jumps to the operation's end; keep its naps short.
         polling = 0.005
         vault_client = KeyVaultManagementClient(credential, SUBSCRIPTIONS[0], base_url=stack.azure_url)
-        for body in (r for r in world["resources"] if r["type"] == "Microsoft.DocumentDB/databaseAccounts"):
+        for body in (r for r in world["resources"] if r["type"] == COSMOS_ACCOUNT):
             subscription, group, name = body["id"].split("/")[2], body["id"].split("/")[4], body["name"]
             client = CosmosDBManagementClient(
                 credential, subscription, base_url=stack.azure_url, polling_interval=polling

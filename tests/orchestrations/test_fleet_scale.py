@@ -1,9 +1,12 @@
-"""A 300-account rollout to completion on the local host: every account ends in the report with an outcome."""
+"""A fleet rollout to completion on the local host: accounts in six subscriptions, the key in one of them, many
+lanes at once; every account ends in the report with an outcome, and the rollout's status stays the same size
+whatever the fleet's. `make bench` runs rollouts of 200 and 1,000 accounts with figures (bench/fleet.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 
 import pytest
@@ -14,12 +17,15 @@ from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
 from sandbox.stack import LocalStack
 
 SUBSCRIPTIONS = [f"{index:08d}-aaaa-4bbb-8ccc-dddddddddddd" for index in range(1, 7)]
-ACCOUNTS = 300
+ACCOUNTS = 24
+MAX_CONCURRENCY = 8  # three accounts a lane, one after another
 KEY = "https://kv-scale.vault.azure.net/keys/cosmos-cmk"
+# The rollout's status holds counts, not accounts: listing even these 24 account ids would take ~3,000 characters.
+MAX_STATUS_CHARACTERS = 1_000
 
 
-@pytest.mark.timeout(900)
-def test_a_300_account_rollout_completes_with_a_complete_report(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.timeout(300)
+def test_a_fleet_rollout_completes_with_a_complete_report(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in IDENTITY_ENV:
         monkeypatch.delenv(name, raising=False)
     vaults = [
@@ -37,18 +43,20 @@ def test_a_300_account_rollout_completes_with_a_complete_report(monkeypatch: pyt
     with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=3000, settings=settings) as stack:
         response = requests.post(
             f"{stack.host_url}/api/cmk/rollouts",
-            json={"scope": {"subscriptions": SUBSCRIPTIONS}, "keyUri": KEY, "maxConcurrency": 50},
+            json={"scope": {"subscriptions": SUBSCRIPTIONS}, "keyUri": KEY, "maxConcurrency": MAX_CONCURRENCY},
             timeout=60,
         )
         assert response.status_code == 202, response.text
         instance_id = response.json()["id"]
-        deadline = time.monotonic() + 840
+        deadline = time.monotonic() + 240
+        largest_status = 0
         while (status := requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}", timeout=60).json())[
             "runtimeStatus"
         ] not in ("Completed", "Failed", "Terminated"):
             assert time.monotonic() < deadline, status.get("customStatus")
-            assert len(json_size := str(status.get("customStatus"))) < 16_000, json_size
-            time.sleep(1)
+            largest_status = max(largest_status, len(json.dumps(status.get("customStatus"))))
+            time.sleep(0.5)
+        assert 0 < largest_status < MAX_STATUS_CHARACTERS
         output = status["output"]
         assert status["runtimeStatus"] == "Completed"
         assert output["total"] == ACCOUNTS and output["totals"] == {"Enabled": ACCOUNTS}
