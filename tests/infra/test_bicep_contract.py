@@ -7,6 +7,7 @@ truth: cmk/settings.py (every app setting, with its default) and cmk/permissions
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from functools import cache
@@ -45,6 +46,7 @@ DERIVED_SETTINGS: dict[str, str] = {
     "AZURE_CLIENT_ID": "appIdentity",  # the user-assigned identity's client id (DefaultAzureCredential)
     "CMK_APP_PRINCIPAL_ID": "appIdentity",  # its principal id (the Event Grid loop guard)
     "AZURE_CLOUD": "environment",  # environment().name: the cloud the deployment runs in
+    "CMK_AUTH_MODE": "authClientId",  # entra when App Service Authentication is configured (the default)
 }
 
 # The values of the host.json overrides infra sets with the Durable Task Scheduler switch (the host reads
@@ -436,11 +438,64 @@ def test_the_event_subscription_sends_cosmos_account_writes_to_the_enrolment_fun
     assert bicep(FLEET_EVENTS)["parameters"]["functionName"]["default"] == "enrol_from_event_grid"
 
 
-def test_the_enrolment_function_is_an_event_grid_trigger_once_it_exists() -> None:
-    sources = "\n".join(path.read_text() for path in (ROOT / "triggers").glob("*.py"))
-    if "enrol_from_event_grid" not in sources:
-        pytest.skip("enrol_from_event_grid is not in triggers/ yet")
-    assert "event_grid_trigger" in sources
+def _decorator_call(decorator: ast.expr) -> tuple[str, list[Any]] | None:
+    """(name, constant positional and keyword arguments) of a `@bp.name(...)` decorator."""
+    if not isinstance(decorator, ast.Call) or not isinstance(decorator.func, ast.Attribute):
+        return None
+    arguments = [*decorator.args, *(keyword.value for keyword in decorator.keywords)]
+    return decorator.func.attr, [a.value for a in arguments if isinstance(a, ast.Constant)]
+
+
+def _functions_named(name: str) -> list[tuple[str, set[str]]]:
+    """(module, decorator names) of every function in triggers/ that registers as the Functions function `name`."""
+    found = []
+    for path in sorted((ROOT / "triggers").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            calls = [call for call in map(_decorator_call, node.decorator_list) if call is not None]
+            if ("function_name", [name]) in calls:
+                found.append((path.stem, {decorator for decorator, _ in calls}))
+    return found
+
+
+def test_the_event_subscription_targets_an_event_grid_trigger_the_app_registers() -> None:
+    function_name = bicep(FLEET_EVENTS)["parameters"]["functionName"]["default"]
+    found = _functions_named(function_name)
+    assert len(found) == 1, f"{len(found)} functions in triggers/ are named {function_name}, the subscription's target"
+    ((module, decorators),) = found
+    assert "event_grid_trigger" in decorators, f"triggers/{module}.py: {function_name} is not an Event Grid trigger"
+    # ...and function_app.py registers that module's blueprint (an unregistered blueprint is not indexed).
+    app = ast.parse((ROOT / "function_app.py").read_text())
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(app)
+        if isinstance(node, ast.ImportFrom) and node.module == "triggers"
+        for alias in node.names
+    }
+    assert module in imported and module in _registered_modules(app), f"function_app.py does not register {module}"
+
+
+def _registered_modules(app: ast.Module) -> set[str]:
+    """Names whose blueprints function_app.py registers: `app.register_functions(m.bp)`, directly or in a loop
+    over the modules (`for module in (a, b): app.register_functions(module.bp)`)."""
+
+    def registers(node: ast.AST) -> list[ast.Call]:
+        return [
+            call
+            for call in ast.walk(node)
+            if isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "register_functions"
+        ]
+
+    def names(node: ast.AST) -> set[str]:
+        return {name.id for name in ast.walk(node) if isinstance(name, ast.Name)}
+
+    registered = {name for call in registers(app) for argument in call.args for name in names(argument)}
+    for loop in (node for node in ast.walk(app) if isinstance(node, ast.For) and registers(node)):
+        registered |= names(loop.iter)
+    return registered
 
 
 # ---------------------------------------------------------------------------------------------------------------
