@@ -172,20 +172,37 @@ def test_a_failed_operation_is_told_from_a_failed_read(cloud: Cloud) -> None:
     settle_identity(cloud, plan)
     operation = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})["operation"]
 
+    status_path = operation["statusUrl"].split("://", 1)[1].split("/", 1)[1].split("?")[0].lower()
+    account_path = plan["accountId"].lower()
+
+    def reads(since: int, path: str) -> list[dict[str, Any]]:
+        entries = cloud.simulator.requests(since=since)
+        return [r for r in entries if r["method"] == "GET" and r["path"].split("?")[0].lower().endswith(path)]
+
+    before = cloud.last_sequence()
     fault = cloud.simulator.add_fault({"method": "GET", "path": "operationsStatus", "kind": "status", "status": 500})
     try:
         unreadable = poll_operation_activity({"operation": operation, "fallbackToAccount": False})
-        assert unreadable["readError"] and not unreadable["terminal"] and unreadable["status"] == "Unknown"
+        assert unreadable["readError"] == "HTTP 500 reading the status URL", unreadable
+        assert not unreadable["terminal"] and unreadable["status"] == "Unknown" and unreadable["error"] is None
         from_account = poll_operation_activity({"operation": operation})
         assert from_account["source"] == "account" and from_account["status"] == "Updating"
-        assert not from_account["terminal"]
+        assert from_account["readError"] == "HTTP 500 reading the status URL" and not from_account["terminal"]
     finally:
         cloud.simulator.clear_faults()
-    assert fault
+    # The fault is what made the status unreadable: every status read meanwhile got its 500 (none was served),
+    # and the reading that fell back got the account's own state from a read that was served.
+    faulted = reads(before, status_path)
+    assert len(faulted) >= 2 and all(r.get("fault") == fault["id"] and r["status"] == 500 for r in faulted), faulted
+    assert [r["status"] for r in reads(before, account_path)] == [200]
 
     cloud.simulator.advance(3600)
+    after = cloud.last_sequence()
     failed = poll_operation_activity({"operation": operation})
-    assert failed["terminal"] and not failed["succeeded"] and failed["readError"] is None
+    # Readable again: the operation's own status says it failed, with Azure's reason, and that is an outcome.
+    assert [(r["status"], r.get("fault")) for r in reads(after, status_path)] == [(200, None)]
+    assert failed["source"] == "statusUrl" and failed["status"] == "Failed" and failed["readError"] is None
+    assert failed["terminal"] and not failed["succeeded"]
     assert failed["error"] and failed["error"]["message"]
     assert account_body(cloud, "acct-ready-3")["properties"].get("keyVaultKeyUri") in (None, "")
 
