@@ -10,7 +10,7 @@ import azure.durable_functions as df
 from activities import Payload
 from cmk.arm import arm_outcomes
 from cmk.preflight import run_preflight
-from cmk.requests import parse_enablement_request
+from cmk.requests import parse_enablement_request, without_records
 
 PREFLIGHT = "preflight"
 
@@ -20,7 +20,7 @@ bp = df.Blueprint()
 @arm_outcomes
 def preflight_activity(payload: dict[str, Any]) -> Any:
     """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry)}."""
-    request = parse_enablement_request(payload["request"])
+    request = parse_enablement_request(without_records(payload["request"]))
     as_of = datetime.fromisoformat(payload["asOf"])
     return run_preflight(request, as_of)
 

@@ -12,6 +12,7 @@ import re
 from typing import Any, Literal, NotRequired, TypedDict
 
 from cmk import settings
+from cmk.auth import Actor
 from cmk.findings import Finding
 from cmk.operations import OperationReading, OperationRef
 from cmk.preflight import Plan
@@ -177,6 +178,11 @@ class AccountOutput(TypedDict):
     operation: OperationSummary | None
     timings: Timings
     plan: NotRequired[Plan | None]
+    # Who asked for this orchestration, and who approved or rejected it, each with the time (object id and name
+    # of the Entra ID principal; "a function key holder" in functionKey mode).
+    requestedBy: NotRequired[Actor | None]
+    approvedBy: NotRequired[Actor | None]
+    rejectedBy: NotRequired[Actor | None]
 
 
 class AccountInput(TypedDict):

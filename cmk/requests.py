@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from cmk.auth import Actor
 from cmk.errors import InvalidRequest
 from cmk.key_uris import accepted_key_uri
 from cmk.resource_ids import parse_account_id, parse_identity_id
@@ -17,9 +18,23 @@ class EnablementRequest(TypedDict):
     identity: NotRequired[str]
     dryRun: NotRequired[bool]
     approval: NotRequired[Literal["required"]]
+    # Set by the app, never taken from a body: who asked (the route's caller, a rollout's requester, Event Grid),
+    # and who decided on the approval, each with the time.
+    requestedBy: NotRequired[Actor]
+    approvedBy: NotRequired[Actor]
+    rejectedBy: NotRequired[Actor]
 
 
 _FIELDS = {"accountId", "keyUri", "identity", "dryRun", "approval"}
+
+
+# What the app records in a request (who asked, who decided); never accepted from a caller's body.
+RECORDED_FIELDS = ("requestedBy", "approvedBy", "rejectedBy")
+
+
+def without_records(request: Any) -> Any:
+    """A recorded request as its body was, to check it again (the preflight activity does)."""
+    return {k: v for k, v in request.items() if k not in RECORDED_FIELDS} if isinstance(request, dict) else request
 
 
 def parse_enablement_request(body: Any) -> EnablementRequest:

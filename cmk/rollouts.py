@@ -17,6 +17,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from cmk import clients, clouds, settings
+from cmk.auth import Actor
 from cmk.errors import InvalidRequest, shown
 from cmk.fleet import PlannedAccount, expected_encryption_seconds
 from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
@@ -53,6 +54,8 @@ class RolloutRequest(TypedDict):
     maxConcurrency: int
     maxConcurrencyPerSubscription: int
     dryRun: bool
+    # Set by the app, never taken from the body: who asked for the rollout, and when.
+    requestedBy: NotRequired[Actor]
 
 
 _FIELDS = {
@@ -302,6 +305,10 @@ class ReportRow(TypedDict):
     operationStatus: str | None
     encryptionSeconds: float | None
     instanceId: str | None
+    # Who asked for the account's orchestration and who decided on its approval (object id, name, time).
+    requestedBy: Actor | None
+    approvedBy: Actor | None
+    rejectedBy: Actor | None
 
 
 def report_row(output: AccountOutput, instance_id: str | None) -> ReportRow:
@@ -316,6 +323,9 @@ def report_row(output: AccountOutput, instance_id: str | None) -> ReportRow:
         "operationStatus": operation.get("status") if operation else None,
         "encryptionSeconds": (output.get("timings") or {}).get("encryptionSeconds"),
         "instanceId": instance_id,
+        "requestedBy": output.get("requestedBy"),
+        "approvedBy": output.get("approvedBy"),
+        "rejectedBy": output.get("rejectedBy"),
     }
 
 
@@ -359,6 +369,9 @@ def unplanned_row(account_id: str, outcome: Outcome, reason: str, key_uri: str |
         "operationStatus": None,
         "encryptionSeconds": None,
         "instanceId": None,
+        "requestedBy": None,
+        "approvedBy": None,
+        "rejectedBy": None,
     }
 
 
@@ -372,6 +385,9 @@ REPORT_COLUMNS = [
     "operationStatus",
     "encryptionSeconds",
     "instanceId",
+    "requestedBy",
+    "approvedBy",
+    "rejectedBy",
 ]
 
 
@@ -380,8 +396,18 @@ def report_csv(rows: list[ReportRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "findings": " ".join(row["findings"])})
+        actors = {name: _actor_cell(row.get(name)) for name in ("requestedBy", "approvedBy", "rejectedBy")}
+        writer.writerow({**row, "findings": " ".join(row["findings"]), **actors})
     return buffer.getvalue()
+
+
+def _actor_cell(actor: Any) -> str:
+    """`name (object id) at time` in one CSV cell; empty when nobody."""
+    if not isinstance(actor, dict):
+        return ""
+    object_id = f" ({actor['objectId']})" if actor.get("objectId") else ""
+    at = f" at {actor['at']}" if actor.get("at") else ""
+    return f"{actor.get('displayName') or ''}{object_id}{at}"
 
 
 RolloutPhase = Literal["discovering", "running", "done"]

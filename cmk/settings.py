@@ -149,6 +149,21 @@ _ALL = (
         "",
         "Object id of the app's own identity: Event Grid events caused by it are ignored, so our PATCHes never loop.",
     ),
+    Setting(
+        "CMK_AUTH_MODE",
+        "functionKey",
+        "Who may call the HTTP API. entra: App Service Authentication (Microsoft Entra ID) in front, and the app "
+        "enforces the app roles CMK.Reader, CMK.Operator and CMK.Approver of the caller's X-MS-CLIENT-PRINCIPAL "
+        "(routes are anonymous to the Functions host: the platform's authentication is the gate). functionKey: "
+        "the Functions host's function keys, which name nobody (every holder has every role). Infra sets entra "
+        "whenever it configures an app registration, which it does by default. Read when the app is indexed.",
+    ),
+    Setting(
+        "CMK_APPROVAL_SEPARATION",
+        "true",
+        "Separation of duties: the principal that approves or rejects an account must not be the one that "
+        "requested it (entra mode; a function key names nobody).",
+    ),
 )
 
 # Settings the Functions platform reads (host, Durable extension, Application Insights), not our code. Infra sets

@@ -1,4 +1,5 @@
-"""A small client of the app's HTTP API (function key from an option or CMK_FUNCTION_KEY)."""
+"""A small client of the app's HTTP API: an Entra ID access token (--token, CMK_API_TOKEN) or a function key
+(--key, CMK_FUNCTION_KEY), as the app's CMK_AUTH_MODE asks."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class ApiError(Exception):
 class Api:
     base_url: str
     function_key: str | None = None
+    token: str | None = None
     timeout_seconds: float = 30.0
 
     def request(
@@ -37,6 +39,8 @@ class Api:
             headers["Content-Type"] = "application/json"
         if self.function_key:
             headers["x-functions-key"] = self.function_key
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,12 +30,33 @@ PHASE_ORDER = [
     "done",
 ]
 BAR_WIDTH = 30
+ROLES = ("CMK.Reader", "CMK.Operator", "CMK.Approver")
+LOCAL_AUDIENCE = "api://cmk-rollout-local"
+LOCAL_PRINCIPALS = uuid.UUID("0b7c62a4-3f1e-4d8a-9c55-2e6f1a9d7b31")
+
+
+def local_token(user: str, roles: list[str], lifetime_seconds: int = 3600) -> str:
+    """An unsigned token as `python -m sandbox serve --auth entra` accepts it (never Azure): the app roles, a
+    name, and an object id derived from the name, so one name is one principal (separation of duties)."""
+    now = int(time.time())
+    object_id = str(uuid.uuid5(LOCAL_PRINCIPALS, user.lower()))
+    claims: dict[str, Any] = {"aud": LOCAL_AUDIENCE, "oid": object_id, "sub": object_id, "name": user}
+    claims["roles"] = sorted(set(roles))
+    claims.update({"iat": now, "nbf": now, "exp": now + lifetime_seconds, "ver": "2.0"})
+
+    def encode(part: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+    return f"{encode({'alg': 'none', 'typ': 'JWT'})}.{encode(claims)}."
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    api = Api(args.url, args.key)
+    token = args.token
+    if args.as_role:
+        token = local_token(args.as_user, args.as_role)
+    api = Api(args.url, args.key, token)
     try:
         result: int = args.handler(api, args)
         return result
@@ -54,7 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--key",
         default=os.environ.get("CMK_FUNCTION_KEY"),
-        help="function key (env CMK_FUNCTION_KEY); not needed against the local host",
+        help="function key (env CMK_FUNCTION_KEY), when the app runs with CMK_AUTH_MODE=functionKey",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("CMK_API_TOKEN"),
+        help="Entra ID access token for the app (env CMK_API_TOKEN), when it runs with CMK_AUTH_MODE=entra: "
+        "az account get-access-token --resource <app client id> --query accessToken -o tsv",
+    )
+    parser.add_argument(
+        "--as-role",
+        action="append",
+        choices=ROLES,
+        help="local host only (serve --auth entra): call with an unsigned local token carrying this app role "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--as-user",
+        default=os.environ.get("USER") or "local-user",
+        help="with --as-role: the local principal's name (its object id derives from it; default $USER)",
     )
     commands = parser.add_subparsers(required=True, metavar="command")
 
@@ -102,7 +143,6 @@ def _parser() -> argparse.ArgumentParser:
     for name, approved in (("approve", True), ("reject", False)):
         decide = commands.add_parser(name, help=f"{name} an instance waiting for approval")
         decide.add_argument("instance_id")
-        decide.add_argument("--by", default=os.environ.get("USER"))
         decide.add_argument("--comment")
         decide.set_defaults(handler=_decide, approved=approved)
 
@@ -270,9 +310,10 @@ def _list(api: Api, args: argparse.Namespace) -> int:
 
 def _decide(api: Api, args: argparse.Namespace) -> int:
     verb = "approve" if args.approved else "reject"
-    body = {k: v for k, v in (("by", args.by), ("comment", args.comment)) if v}
+    body = {"comment": args.comment} if args.comment else None
     result = api.json("POST", f"cmk/instances/{args.instance_id}/{verb}", body)
-    print(f"{result['instanceId']}: {result['decision']}")
+    by = result.get("by") or {}
+    print(f"{result['instanceId']}: {result['decision']} by {by.get('displayName', 'you')}")
     return 0
 
 

@@ -128,6 +128,15 @@ param cmkRolloutMaxConcurrency string = '20'
 @description('CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION: accounts of one subscription a rollout works on at once.')
 param cmkRolloutMaxConcurrencyPerSubscription string = '10'
 
+@description('Microsoft Entra ID in front of the API (App Service Authentication) and app roles inside (CMK_AUTH_MODE=entra). false: function keys only (CMK_AUTH_MODE=functionKey), not for production.')
+param entraAuth bool = true
+
+@description('Client id of an existing app registration for the API, with the app roles CMK.Reader, CMK.Operator and CMK.Approver (docs/deploy.md). Empty: this deployment creates it (infra/app/app-registration.bicep), which needs rights to create app registrations.')
+param apiClientId string = ''
+
+@description('CMK_APPROVAL_SEPARATION: the approver of an account must not be the principal that requested it.')
+param cmkApprovalSeparation string = 'true'
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -250,6 +259,19 @@ module durableTaskScheduler './app/durable-task-scheduler.bicep' = if (useDurabl
   }
 }
 
+// The API's app registration: created here unless one is named (apiClientId) or Entra ID is off.
+module appRegistration './app/app-registration.bicep' = if (entraAuth && empty(apiClientId)) {
+  name: 'app-registration'
+  scope: rg
+  params: {
+    uniqueName: 'cmk-rollout-${resourceToken}'
+    displayName: 'Cosmos DB CMK rollout (${environmentName})'
+    appHostName: '${functionAppName}.azurewebsites.net'
+  }
+}
+
+var authClientId = !entraAuth ? '' : (empty(apiClientId) ? appRegistration!.outputs.clientId : apiClientId)
+
 // Every app setting the code reads (cmk/settings.py SETTINGS), except ARM_ENDPOINT, whose empty default means the
 // cloud's own endpoint (only the local simulator changes it). The platform's own settings are added by app/api.bicep.
 var appSettings = {
@@ -278,6 +300,10 @@ var appSettings = {
   CMK_ENROLMENT_SCOPE: string(cmkEnrolmentScope)
   CMK_ROLLOUT_MAX_CONCURRENCY: cmkRolloutMaxConcurrency
   CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION: cmkRolloutMaxConcurrencyPerSubscription
+  // entra whenever App Service Authentication is configured (the default): roles, separation of duties and a
+  // record of who did what; functionKey only when this deployment turns Entra ID off.
+  CMK_AUTH_MODE: empty(authClientId) ? 'functionKey' : 'entra'
+  CMK_APPROVAL_SEPARATION: cmkApprovalSeparation
 }
 
 // Only with durableBackend = DurableTaskScheduler. The two AzureFunctionsJobHost__ settings override host.json's
@@ -306,6 +332,7 @@ module api './app/api.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     appSettings: union(appSettings, useDurableTaskScheduler ? durableTaskSchedulerSettings : {})
+    authClientId: authClientId
   }
   dependsOn: [
     rbac // the host must reach storage by identity from its first start
@@ -324,5 +351,7 @@ output APP_IDENTITY_PRINCIPAL_ID string = appIdentity.outputs.principalId
 output APP_IDENTITY_CLIENT_ID string = appIdentity.outputs.clientId
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output TASKHUB_NAME string = taskHubName
+// The API's app registration: the resource to request tokens for, and where app roles are assigned.
+output CMK_API_CLIENT_ID string = authClientId
 output DURABLE_BACKEND string = durableBackend
 output DURABLE_TASK_SCHEDULER_DASHBOARD_URL string = useDurableTaskScheduler ? durableTaskScheduler.outputs.dashboardUrl : ''

@@ -23,6 +23,7 @@ from activities.grant_key_access import GRANT_KEY_ACCESS
 from activities.poll_operation import POLL_OPERATION
 from activities.preflight import PREFLIGHT
 from activities.verify_cmk import VERIFY_CMK
+from cmk.auth import Actor
 from cmk.enablement import EnableResult, Verification
 from cmk.findings import Code, Finding, blocking_codes
 from cmk.operations import OperationReading, OperationRef
@@ -381,9 +382,26 @@ def _await_approval(
     # A pending timer would keep the orchestration alive until it fires.
     timeout_task.cancel()  # type: ignore[no-untyped-call]
     decision = _event_payload(decision_task.result)
+    by = _decider(decision.get("by"))
     if not decision.get("approved"):
-        who = f" by {decision['by']}" if decision.get("by") else ""
+        if by is not None:
+            request["rejectedBy"] = by  # carried into the output (and across continue_as_new) with the request
+        who = f" by {by['displayName']}" if by else ""
         raise StepFailed("Refused", f"Rejected{who}: {decision.get('comment') or 'no comment'}.")
+    if by is not None:
+        request["approvedBy"] = by
+
+
+def _decider(by: Any) -> Actor | None:
+    """Who decided: the approve/reject route records the authenticated caller ({objectId, displayName, at});
+    events raised before it did carry a self-declared name."""
+    if isinstance(by, dict) and by.get("displayName"):
+        return {
+            "objectId": str(by.get("objectId") or ""),
+            "displayName": str(by["displayName"]),
+            "at": str(by.get("at") or ""),
+        }
+    return {"objectId": "", "displayName": str(by)} if isinstance(by, str) and by else None
 
 
 def _monitor_and_finish(
@@ -616,6 +634,9 @@ def _finish(
         "identity": _identity_label(plan) if plan else request.get("identity"),
         "operation": operation,
         "timings": timings,
+        "requestedBy": request.get("requestedBy"),
+        "approvedBy": request.get("approvedBy"),
+        "rejectedBy": request.get("rejectedBy"),
     }
 
 

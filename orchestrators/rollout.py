@@ -59,6 +59,8 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     template: LaneTemplate = {"dryRun": request["dryRun"]}
     if "identity" in request:
         template["identity"] = request["identity"]
+    if "requestedBy" in request:
+        template["requestedBy"] = request["requestedBy"]
     lane_ids = [f"{context.instance_id}-lane-{index}" for index in range(len(lanes))]
     lane_tasks = [
         context.call_sub_orchestrator(LANE_ORCHESTRATOR, _lane_input(context, index, lane, template, config), lane_id)
@@ -145,6 +147,8 @@ def _output(
     totals: Counter[str] = Counter(row["outcome"] for row in rows)
     _status(context, "done", len(rows), totals, {})
     rows = sorted(rows, key=lambda row: row["accountId"].lower())
+    for row in rows:  # every row says who asked: the account's own requester, else the rollout's
+        row["requestedBy"] = row.get("requestedBy") or request.get("requestedBy")
     return {
         "rolloutId": context.instance_id,
         "dryRun": request["dryRun"],
@@ -154,4 +158,5 @@ def _output(
         "discovery": {"resourceGraphPages": discovery["resourceGraphPages"], "missing": len(discovery["missing"])},
         "timings": timings,
         "error": error,
+        "requestedBy": request.get("requestedBy"),
     }

@@ -24,6 +24,7 @@ from azure.durable_functions.models.Task import TaskState, TimerTask
 
 from activities.prepare_account_start import PREPARE_ACCOUNT_START
 from activities.read_account_instance import READ_ACCOUNT_INSTANCE
+from cmk.auth import Actor
 from cmk.fleet import PlannedAccount
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
@@ -55,6 +56,7 @@ FOLLOWING_PHASES = {"enabling", "encrypting", "verifying"}
 class LaneTemplate(TypedDict, total=False):
     dryRun: bool
     identity: str
+    requestedBy: Actor  # the rollout's requester: each account's request records it
 
 
 class CurrentAccount(TypedDict):
@@ -140,6 +142,8 @@ def _claim(
         request["dryRun"] = True
     if "identity" in template:
         request["identity"] = template["identity"]
+    if "requestedBy" in template:
+        request["requestedBy"] = template["requestedBy"]
     child_input: AccountInput = {"request": request, "config": lane["config"]}
     preparation: Preparation = yield context.call_activity_with_retry(
         PREPARE_ACCOUNT_START,

@@ -1,5 +1,5 @@
 """`python -m sandbox serve --world FILE [--port 7071] [--azure-port N] [--time-scale N] [--state DIR]
-[--settings FILE] [--require-keys]`: the product running whole on this machine."""
+[--settings FILE] [--require-keys] [--auth functionKey|entra]`: the product running whole on this machine."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from sandbox.azure.world import load_worlds
+from sandbox.host import easy_auth
 from sandbox.stack import LocalStack
 
 
@@ -28,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=Path, help="state directory shared by host and simulator (SIGKILL-safe)")
     parser.add_argument("--settings", type=Path, help="local.settings.json-format file of app settings")
     parser.add_argument("--require-keys", action="store_true", help="enforce function keys as Azure does")
+    parser.add_argument(
+        "--auth",
+        choices=("functionKey", "entra"),
+        default="functionKey",
+        help="entra: emulate App Service Authentication with Entra ID (local unsigned tokens carrying roles; "
+        "cmk-admin --as-role mints them) and run the app with CMK_AUTH_MODE=entra; system endpoints keep keys",
+    )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -47,6 +55,7 @@ def run(arguments: argparse.Namespace) -> int:
         azure_port=arguments.azure_port,
         settings_file=arguments.settings,
         require_keys=arguments.require_keys,
+        auth=arguments.auth,
     )
     with stack:
         print(f"READY host={stack.host_url} azure={stack.azure_url}", flush=True)
@@ -54,6 +63,8 @@ def run(arguments: argparse.Namespace) -> int:
         assert stack.host is not None
         if stack.host.keys is not None:
             print(f"Function key: {stack.host.keys.default_function}", flush=True)
+        if arguments.auth == "entra":
+            print(f"Token audience: {easy_auth.DEFAULT_AUDIENCE} (cmk-admin --as-role CMK.Operator ...)", flush=True)
         while not stopping.wait(0.5):
             pass
     return 0

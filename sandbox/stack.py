@@ -101,6 +101,7 @@ class LocalStack:
         require_keys: bool = False,
         simulator_overrides: dict[str, Any] | None = None,
         discrete: bool = False,
+        auth: str = "functionKey",
     ) -> None:
         """`discrete`: discrete-event time (see DiscreteEventDriver) instead of `time_scale`, for measurements."""
         self.state_dir = state_dir
@@ -121,6 +122,7 @@ class LocalStack:
         self._settings = dict(settings or {})
         self._settings_file = settings_file
         self._require_keys = require_keys
+        self._auth = auth
         self.host: LocalHost | None = None
         self._driver = DiscreteEventDriver(self) if discrete else None
 
@@ -142,6 +144,7 @@ class LocalStack:
             port=self._host_port,
             settings=settings,
             require_keys=self._require_keys,
+            auth=self._auth,
         )
         self.host.start()
         # As Event Grid calls an AzureFunction destination: with the Event Grid extension's system key.

@@ -197,8 +197,8 @@ def test_a_non_ascii_function_key_is_a_401(api: Api) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("TRACE", "cmk/accounts", "POST"),
-        ("PUT", "cmk/rollouts", "POST"),
+        ("TRACE", "cmk/instances/abc/approve", "POST"),
+        ("PUT", "cmk/instances/abc/terminate", "POST"),
         ("DELETE", "cmk/instances/abc", "GET"),
         ("GET", "cmk/instances/abc/approve", "POST"),
         ("PATCH", "openapi.json", "GET"),
@@ -208,6 +208,13 @@ def test_a_method_a_route_does_not_take_is_a_405_with_allow(api: Api, method: st
     reply = api.call(method, path)
     _refused(api, reply, status=405, code="MethodNotAllowed")
     assert reply.headers["Allow"] == allow
+
+
+def test_trace_on_a_start_route_is_a_405_naming_what_it_takes(api: Api) -> None:
+    for path in ("cmk/accounts", "cmk/rollouts"):
+        reply = api.call("TRACE", path)
+        _refused(api, reply, status=405, code="MethodNotAllowed")
+        assert "POST" in reply.headers["Allow"].split(", ")
 
 
 def test_an_unknown_path_is_a_404_with_the_error_shape(api: Api) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import azure.durable_functions as df
 import azure.functions as func
 
-from triggers.http import error_response
+from triggers.http import authorize, error_response
 from triggers.openapi_api import OPENAPI_DOCUMENT
 
 bp = df.Blueprint()
@@ -54,8 +54,12 @@ def allowed_methods(path: str) -> frozenset[str] | None:
 
 
 @bp.function_name(FALLBACK_FUNCTION)
-@bp.route(route="{*path}", auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="{*path}", auth_level=func.AuthLevel.ANONYMOUS)
 def fallback(req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous to the Functions host, so a method an anonymous path does not take is a 405 too, not a 401; it
+    answers nothing but which paths and methods exist (in entra mode, only to an authenticated caller)."""
+    if isinstance(denied := authorize(req, None), func.HttpResponse):
+        return denied
     path = urlsplit(req.url).path
     if path.lower().startswith(ROUTE_PREFIX):
         path = path[len(ROUTE_PREFIX) :]

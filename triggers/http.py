@@ -10,6 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
+from cmk.auth import ENTRA, Caller, Role, Unauthenticated, auth_mode, caller_from_headers
 from cmk.errors import InvalidRequest, shown
 
 ACTIVE_STATUSES = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
@@ -104,6 +105,39 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+# The Functions host's auth level of every route, fixed when the app is indexed. In entra mode App Service
+# Authentication is the gate (a caller needs a token, not a function key) and the app checks the caller's app roles;
+# in functionKey mode the host checks a function key. The Durable and Event Grid system endpoints keep their system
+# keys in both modes (they are excluded from App Service Authentication).
+ROUTE_AUTH_LEVEL = func.AuthLevel.ANONYMOUS if auth_mode() == ENTRA else func.AuthLevel.FUNCTION
+
+
+def authorize(req: func.HttpRequest, role: Role | None) -> Caller | func.HttpResponse:
+    """The caller, when it may use a route that needs `role` (None: any authenticated caller); else the 401 or
+    403 to answer, with nothing started or changed."""
+    try:
+        caller = caller_from_headers(req.headers)
+    except Unauthenticated as error:
+        return error_response(401, "Unauthenticated", str(error))
+    if role is not None and not caller.may(role):
+        held = ", ".join(sorted(caller.roles)) or "none"
+        return error_response(
+            403,
+            "Forbidden",
+            f"This needs the app role {role.value}; {caller.display_name} holds {held}. An administrator assigns "
+            "app roles to people and to automation (docs/deploy.md).",
+        )
+    return caller
+
+
+def started_response(req: func.HttpRequest, instance_id: str, status_path: str) -> func.HttpResponse:
+    """202 for a new orchestration, pointing at this API's own status route. Not the Durable check-status payload:
+    its links carry the Durable system key, which would let any caller raise the approval event past the roles."""
+    base = req.url.split("/api/", 1)[0]
+    status_url = f"{base}/api/{status_path}/{instance_id}"
+    return json_response(202, {"id": instance_id, "statusQueryGetUri": status_url}, headers={"Location": status_url})
+
+
 def runtime_status_name(status: DurableOrchestrationStatus) -> str | None:
     runtime_status = status.runtime_status
     return runtime_status.value if runtime_status is not None else None
@@ -128,11 +162,13 @@ def _iso(value: Any) -> str | None:
     return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
-async def find_instance(client: df.DurableOrchestrationClient, instance_id: str) -> DurableOrchestrationStatus | None:
+async def find_instance(
+    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False
+) -> DurableOrchestrationStatus | None:
     """The instance, or None when there is none; an id no instance can have is not looked up at all."""
     if not INSTANCE_ID.fullmatch(instance_id):
         return None
-    status = await client.get_status(instance_id)
+    status = await client.get_status(instance_id, show_input=show_input)
     if status is None or status.runtime_status is None:
         return None
     return status

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import aiohttp
 import azure.durable_functions as df
 import azure.functions as func
 
+from cmk.auth import Actor, Role, approval_separation, same_principal
 from cmk.errors import InvalidRequest, shown
 from cmk.orchestration import APPROVAL_EVENT
 from triggers.http import (
     ACTIVE_STATUSES,
     INSTANCE_ID,
+    ROUTE_AUTH_LEVEL,
+    authorize,
     check_query,
     error_response,
     find_instance,
@@ -37,9 +41,11 @@ RUNTIME_STATUSES = {"Pending", "Running", "Completed", "Failed", "Terminated", "
 
 
 @bp.function_name("cmk_get_instance")
-@bp.route(route="cmk/instances/{instanceId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances/{instanceId}", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def get_instance(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     instance_id = req.route_params["instanceId"]
     status = await find_instance(client, instance_id)
     if status is None:
@@ -48,11 +54,13 @@ async def get_instance(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 
 @bp.function_name("cmk_list_instances")
-@bp.route(route="cmk/instances", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def list_instances(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """One page of instances. The SDK's get_status_by stops at 100 instances (azure-functions-durable-python
     #580), so this pages the Durable management API itself with its continuation token."""
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     try:
         query = _list_query(req)
         token = decode_continuation(req.params.get("continuationToken") or req.headers.get(CONTINUATION_HEADER))
@@ -190,30 +198,39 @@ def _public_status(instance: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.function_name("cmk_approve_instance")
-@bp.route(route="cmk/instances/{instanceId}/approve", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances/{instanceId}/approve", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def approve(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _decide(req, client, approved=True)
 
 
 @bp.function_name("cmk_reject_instance")
-@bp.route(route="cmk/instances/{instanceId}/reject", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances/{instanceId}/reject", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def reject(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _decide(req, client, approved=False)
 
 
 async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, *, approved: bool) -> func.HttpResponse:
+    """The decider is the authenticated caller (an Approver), recorded with the time; by default never the
+    principal that requested the account (separation of duties, CMK_APPROVAL_SEPARATION)."""
+    caller = authorize(req, Role.APPROVER)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     instance_id = req.route_params["instanceId"]
     try:
         check_query(req)
         body = read_json_object(req, required=False)
-        if set(body) - {"by", "comment"} or not all(isinstance(body.get(k, ""), str) for k in ("by", "comment")):
-            raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"by": str, "comment": str}.')
+        if "by" in body:
+            raise InvalidRequest(
+                "InvalidRequestBody", "by is not taken: the decision is recorded as the authenticated caller's."
+            )
+        if set(body) - {"comment"} or not isinstance(body.get("comment", ""), str):
+            raise InvalidRequest("InvalidRequestBody", 'The body, when given, is {"comment": str}.')
         _check_text(body, "comment")
     except InvalidRequest as error:
         return invalid(error)
-    status = await find_instance(client, instance_id)
+    status = await find_instance(client, instance_id, show_input=True)
     if status is None:
         return error_response(404, "InstanceNotFound", f"No orchestration instance {instance_id}.")
     phase = (status.custom_status or {}).get("phase") if isinstance(status.custom_status, dict) else None
@@ -221,9 +238,31 @@ async def _decide(req: func.HttpRequest, client: df.DurableOrchestrationClient, 
         return error_response(
             409, "NotAwaitingApproval", f"Instance {instance_id} is not waiting for approval (phase {phase})."
         )
-    decision = {"approved": approved, "by": body.get("by"), "comment": body.get("comment")}
+    if approval_separation() and same_principal(requester(status.input_), caller):
+        return error_response(
+            403,
+            "SeparationOfDuties",
+            f"{caller.display_name} requested this account and cannot also "
+            f"{'approve' if approved else 'reject'} it: another principal with the CMK.Approver role decides "
+            "(CMK_APPROVAL_SEPARATION).",
+        )
+    by = caller.actor(datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    decision = {"approved": approved, "by": by, "comment": body.get("comment")}
     await client.raise_event(instance_id, APPROVAL_EVENT, decision)
-    return json_response(202, {"instanceId": instance_id, "decision": "approved" if approved else "rejected"})
+    result = "approved" if approved else "rejected"
+    return json_response(202, {"instanceId": instance_id, "decision": result, "by": by})
+
+
+def requester(orchestration_input: Any) -> Actor | None:
+    """Who requested an account orchestration, from its input (AccountInput.request.requestedBy)."""
+    if isinstance(orchestration_input, str):
+        try:
+            orchestration_input = json.loads(orchestration_input)
+        except ValueError:
+            return None
+    request = orchestration_input.get("request") if isinstance(orchestration_input, dict) else None
+    actor = request.get("requestedBy") if isinstance(request, dict) else None
+    return cast(Actor, actor) if isinstance(actor, dict) else None
 
 
 MAX_TEXT = 2000
@@ -235,9 +274,11 @@ def _check_text(body: dict[str, Any], field: str) -> None:
 
 
 @bp.function_name("cmk_terminate_instance")
-@bp.route(route="cmk/instances/{instanceId}/terminate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances/{instanceId}/terminate", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def terminate(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.OPERATOR), func.HttpResponse):
+        return denied
     instance_id = req.route_params["instanceId"]
     try:
         check_query(req, "reason")

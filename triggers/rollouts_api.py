@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 
 import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
+from cmk.auth import Actor, Role
 from cmk.errors import InvalidRequest
 from cmk.orchestration import ROLLOUT_ORCHESTRATOR, orchestration_config
 from cmk.rollouts import parse_rollout_request, report_csv
 from orchestrators.rollout import RolloutInput
 from triggers.http import (
+    ROUTE_AUTH_LEVEL,
+    authorize,
     check_query,
     error_response,
     find_instance,
@@ -21,6 +25,7 @@ from triggers.http import (
     json_response,
     read_json_body,
     runtime_status_name,
+    started_response,
     status_json,
 )
 
@@ -29,11 +34,18 @@ logger = logging.getLogger(__name__)
 ROLLOUT_PREFIX = "cmk-rollout-"
 
 
+EVENT_GRID_REQUESTER: Actor = {"objectId": "", "displayName": "Event Grid (Cmk.RolloutRequested)"}
+
+
 async def start_rollout(
-    client: df.DurableOrchestrationClient, body: object, instance_id: str | None = None
+    client: df.DurableOrchestrationClient,
+    body: object,
+    instance_id: str | None = None,
+    requested_by: Actor = EVENT_GRID_REQUESTER,
 ) -> tuple[str, RolloutInput]:
     """Validate and start a rollout (shared by the HTTP route and the Event Grid trigger)."""
     request = parse_rollout_request(body)
+    request["requestedBy"] = {**requested_by, "at": requested_by.get("at") or _now()}
     rollout_input: RolloutInput = {"request": request, "config": orchestration_config()}
     instance_id = instance_id or f"{ROLLOUT_PREFIX}{uuid.uuid4().hex}"
     await client.start_new(ROLLOUT_ORCHESTRATOR, instance_id, rollout_input)
@@ -42,16 +54,22 @@ async def start_rollout(
 
 
 @bp.function_name("cmk_start_rollout")
-@bp.route(route="cmk/rollouts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts", methods=["POST"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def start_rollout_route(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    caller = authorize(req, Role.OPERATOR)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     try:
         check_query(req)
-        instance_id, _ = await start_rollout(client, read_json_body(req))
+        instance_id, _ = await start_rollout(client, read_json_body(req), requested_by=caller.actor(_now()))
     except InvalidRequest as error:
         return invalid(error)
-    response: func.HttpResponse = client.create_check_status_response(req, instance_id)
-    return response
+    return started_response(req, instance_id, "cmk/rollouts")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _find_rollout(client: df.DurableOrchestrationClient, instance_id: str) -> DurableOrchestrationStatus | None:
@@ -60,9 +78,11 @@ async def _find_rollout(client: df.DurableOrchestrationClient, instance_id: str)
 
 
 @bp.function_name("cmk_get_rollout")
-@bp.route(route="cmk/rollouts/{instanceId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts/{instanceId}", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def get_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     instance_id = req.route_params["instanceId"]
     status = await _find_rollout(client, instance_id)
     if status is None:
@@ -71,9 +91,11 @@ async def get_rollout(req: func.HttpRequest, client: df.DurableOrchestrationClie
 
 
 @bp.function_name("cmk_rollout_report")
-@bp.route(route="cmk/rollouts/{instanceId}/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts/{instanceId}/report", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def rollout_report(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     instance_id = req.route_params["instanceId"]
     report_format = req.params.get("format", "csv")
     if report_format not in ("csv", "json"):

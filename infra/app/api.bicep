@@ -18,6 +18,8 @@ param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 100
 @description('App settings the code reads (cmk/settings.py).')
 param appSettings object = {}
+@description('Client id of the API\'s Entra ID app registration. Set: App Service Authentication with Microsoft Entra ID in front of the app (CMK_AUTH_MODE=entra). Empty: none (functionKey mode).')
+param authClientId string = ''
 
 resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -106,6 +108,55 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
   name: 'scm'
   properties: {
     allow: false
+  }
+  dependsOn: [
+    functionApp
+  ]
+}
+
+// App Service Authentication (Easy Auth) with Microsoft Entra ID: every request needs a token for the API's app
+// registration (401 without one) and reaches the app with the caller's claims in X-MS-CLIENT-PRINCIPAL, from which
+// the app reads its app roles. Excluded: the Event Grid webhook and the Durable extension's endpoints, which are
+// called with their system keys (Event Grid's AzureFunction destination, the Durable management API) and keep
+// checking them.
+resource authSettings 'Microsoft.Web/sites/config@2023-12-01' = if (!empty(authClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/runtime/webhooks/eventgrid'
+        '/runtime/webhooks/durabletask'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authClientId
+            'api://${authClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
+    }
   }
   dependsOn: [
     functionApp

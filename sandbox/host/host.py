@@ -20,6 +20,7 @@ from azure.durable_functions.models.utils import http_utils
 from azure.functions._durable_functions import df_dumps
 
 from sandbox.clock import ClockAnchor, SimClock
+from sandbox.host import easy_auth
 from sandbox.host import history as h
 from sandbox.host.app_loader import FunctionRegistry, load_app
 from sandbox.host.clock_anchor import save_anchor
@@ -64,7 +65,18 @@ class LocalHost:
         settings: dict[str, str] | None = None,
         require_keys: bool = False,
         settings_file: Path | None = None,
+        auth: str = "functionKey",
     ) -> None:
+        """`auth`: "functionKey" (function keys, only checked with `require_keys`, as Core Tools does) or "entra"
+        (App Service Authentication emulated in front of the HTTP triggers, see easy_auth.py; the system
+        endpoints keep their keys, so keys are required)."""
+        if auth not in ("functionKey", "entra"):
+            raise ValueError(f"auth must be functionKey or entra, not {auth!r}")
+        self.auth = auth
+        if auth == "entra":
+            require_keys = True
+            # What App Service sets for an app behind its authentication, and the app's own mode.
+            settings = {**(settings or {}), "CMK_AUTH_MODE": "entra", "WEBSITE_AUTH_ENABLED": "True"}
         self.app_dir = Path(app_dir).resolve()
         self.clock = clock
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -213,7 +225,12 @@ class LocalHost:
             ),
         )
         server = HostHttpServer(
-            registry=self.registry, config=self.config, invoker=invoker, durable_api=durable_api, keys=keys
+            registry=self.registry,
+            config=self.config,
+            invoker=invoker,
+            durable_api=durable_api,
+            keys=keys,
+            easy_auth_audience=easy_auth.DEFAULT_AUDIENCE if self.auth == "entra" else None,
         )
         rpc_runner = web.AppRunner(server.rpc_application(), access_log=None)
         await rpc_runner.setup()

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.host import worker
+from sandbox.host import easy_auth, worker
 from sandbox.host.app_loader import EVENT_GRID_TRIGGER, FunctionInfo, FunctionRegistry, http_methods, http_route
 from sandbox.host.config import HostConfig
 from sandbox.host.durable_api import RPC_PATH, WEBHOOK_PATH, DurableHttpApi
@@ -70,7 +70,11 @@ class HostHttpServer:
         invoker: FunctionInvoker,
         durable_api: DurableHttpApi,
         keys: HostKeys | None,
+        easy_auth_audience: str | None = None,
     ) -> None:
+        """`easy_auth_audience`: emulate App Service Authentication with Entra ID in front of the HTTP triggers
+        (`--auth entra`), accepting local tokens for that audience (sandbox/host/easy_auth.py)."""
+        self._easy_auth_audience = easy_auth_audience
         self._registry = registry
         self._config = config
         self._invoker = invoker
@@ -163,9 +167,15 @@ class HostHttpServer:
             params = route.template.match(path)
             if params is None or (route.methods is not None and method not in route.methods):
                 continue
+            principal: dict[str, str] = {}
+            if self._easy_auth_audience is not None:
+                try:
+                    principal = easy_auth.authenticate(request.headers, audience=self._easy_auth_audience).headers()
+                except easy_auth.Unauthenticated as error:
+                    return web.Response(status=401, headers={"WWW-Authenticate": f'Bearer error="{error}"'})
             if not self._authorized(request, route.auth_level):
                 return web.Response(status=401)
-            return await self._invoke_http(route.info, request, params)
+            return await self._invoke_http(route.info, request, params, principal)
         return web.Response(status=404)
 
     async def _root(self, request: web.Request, path: str) -> web.Response:
@@ -173,12 +183,17 @@ class HostHttpServer:
             return web.Response(text="Your Functions host is up and running (sandbox.host).")
         return web.Response(status=404)
 
-    async def _invoke_http(self, info: FunctionInfo, request: web.Request, params: dict[str, str]) -> web.Response:
+    async def _invoke_http(
+        self, info: FunctionInfo, request: web.Request, params: dict[str, str], principal: dict[str, str]
+    ) -> web.Response:
         body = await request.read()
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             lowered = name.lower()
+            if self._easy_auth_audience is not None and lowered in easy_auth.PRINCIPAL_HEADERS:
+                continue  # what a client sends there never reaches the app: the platform sets it
             headers[lowered] = f"{headers[lowered]}, {value}" if lowered in headers else value
+        headers.update(principal)
         trigger = worker.typed_http(
             method=request.method,
             url=str(request.url),

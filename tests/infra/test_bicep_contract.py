@@ -46,6 +46,7 @@ DERIVED_SETTINGS: dict[str, str] = {
     "AZURE_CLIENT_ID": "appIdentity",  # the user-assigned identity's client id (DefaultAzureCredential)
     "CMK_APP_PRINCIPAL_ID": "appIdentity",  # its principal id (the Event Grid loop guard)
     "AZURE_CLOUD": "environment",  # environment().name: the cloud the deployment runs in
+    "CMK_AUTH_MODE": "authClientId",  # entra when App Service Authentication is configured (the default)
 }
 
 # The values of the host.json overrides infra sets with the Durable Task Scheduler switch (the host reads

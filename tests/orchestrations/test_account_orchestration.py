@@ -71,18 +71,23 @@ def test_approval_given_lets_the_key_patch_through(app: App) -> None:
     waiting = app.wait(instance_id, phase="awaitingApproval")
     assert waiting["customStatus"]["nextPollAt"], "the status says until when it waits"
     assert not any("keyVaultKeyUri" in str(w.get("body")) for w in app.writes_for("ready-02"))
-    response = app.post(f"cmk/instances/{instance_id}/approve", {"by": "alice", "comment": "change 4711"})
+    response = app.post(f"cmk/instances/{instance_id}/approve", {"comment": "change 4711"})
     assert response.status_code == 202, response.text
     output = app.wait(instance_id)["output"]
     assert output["outcome"] == "Enabled" and "approvedAt" in output["timings"]
+    # Function-key mode: a key names nobody, and the record says so (entra mode: tests/test_access.py).
+    assert output["approvedBy"]["displayName"] == "a function key holder" and output["approvedBy"]["at"]
+    assert output["requestedBy"]["displayName"] == "a function key holder" and output["rejectedBy"] is None
 
 
 def test_approval_refused_ends_refused_without_the_key_patch(app: App) -> None:
     instance_id = app.start("ready-03", approval="required")
     app.wait(instance_id, phase="awaitingApproval")
-    assert app.post(f"cmk/instances/{instance_id}/reject", {"by": "bob", "comment": "not this week"}).status_code == 202
+    assert app.post(f"cmk/instances/{instance_id}/reject", {"comment": "not this week"}).status_code == 202
     output = app.wait(instance_id)["output"]
-    assert output["outcome"] == "Refused" and "bob" in output["reason"] and "not this week" in output["reason"]
+    assert output["outcome"] == "Refused" and "not this week" in output["reason"]
+    assert output["rejectedBy"]["displayName"] == "a function key holder" and output["approvedBy"] is None
+    assert app.post(f"cmk/instances/{instance_id}/reject", {"by": "bob"}).status_code == 400, "by is not taken"
     assert not any("keyVaultKeyUri" in str(w.get("body")) for w in app.writes_for("ready-03"))
 
 

@@ -101,7 +101,7 @@ def test_a_rollout_waits_for_an_approval_gated_request_of_one_of_its_accounts_an
     _until(stack, f"cmk/rollouts/{rollout_id}", lambda s: (s["customStatus"] or {}).get("done") == 2)
     assert _status(stack, f"cmk/rollouts/{rollout_id}")["runtimeStatus"] == "Running"
     assert key_patches(stack.simulator, _id("gated-0")) == []
-    _post(stack, f"cmk/instances/{gated['id']}/approve", {"by": "ops", "comment": "go"})
+    _post(stack, f"cmk/instances/{gated['id']}/approve", {"comment": "go"})
     report = _report(stack, rollout_id)
     rows = {row["accountId"].lower(): row for row in report["accounts"]}
     assert {row["outcome"] for row in rows.values()} == {"Enabled"}

@@ -110,7 +110,7 @@ def test_http_functions_have_the_routes_methods_and_auth_level_azure_will_see(pr
         "direction": "IN",
         "type": "httpTrigger",
         "name": "req",
-        "authLevel": "FUNCTION",
+        "authLevel": "ANONYMOUS",
         "route": "{*path}",
     }
     start = _function(product, "cmk_start_account")
