@@ -33,7 +33,6 @@ for module in (
     rollout_lane,
     preflight,
     ensure_identity,
-    find_older_orchestration,
     grant_key_access,
     enable_cmk,
     poll_operation,
