@@ -137,11 +137,13 @@ def test_failed_deliveries_are_retried_on_the_simulated_schedule(
     simulator = start_simulator(standard_world(eventSubscriptions=[{"endpoint": receiver.url}]).world)
     call(simulator, "PATCH", ORDERS, {"tags": {"a": "b"}})
     simulator.advance(simulator.settings.update_operation_seconds)
-    wait_for(lambda: len(receiver.deliveries) == 1)
+    # Each retry is scheduled when the simulator has recorded the failed attempt: wait for that record before moving
+    # time, or the move can come first (a loaded machine) and the retry lands after it.
+    wait_for(lambda: len(receiver.deliveries) == 1 and len(simulator.events()) == 1)
     time.sleep(0.2)
     assert len(receiver.deliveries) == 1  # the next attempt waits 10 simulated seconds
     simulator.advance(10)
-    wait_for(lambda: len(receiver.deliveries) == 2)
+    wait_for(lambda: len(receiver.deliveries) == 2 and len(simulator.events()) == 2)
     simulator.advance(30)
     wait_for(lambda: len(receiver.deliveries) == 3)
     outcomes = [(record["attempt"], record["outcome"], record["httpStatus"]) for record in simulator.events()]
