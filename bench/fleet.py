@@ -26,7 +26,7 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault import models as keyvault_models
 
 from sandbox.azure import builders as b
-from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
+from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, peak_concurrent_key_operations
 from sandbox.stack import LocalStack
 
 SUBSCRIPTIONS = [f"{index:08d}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for index in range(1, 11)]
@@ -82,6 +82,9 @@ def rollout(accounts: int, dry_run: bool, sizes: list[float] = SIZES_GIB) -> dic
         assert reported == expected, f"{len(reported)} accounts in the report of {len(expected)}"
         arm = [r for r in stack.simulator.requests() if r["path"].lower().startswith(("/subscriptions", "/providers"))]
         operations = stack.simulator.operations()
+        peak = peak_concurrent_key_operations(stack.simulator)
+        # The cap is concurrent encryptions in Azure (README, Fleets): the simulator's own log must never exceed it.
+        assert peak <= MAX_CONCURRENCY, f"{peak} key operations ran at once, cap {MAX_CONCURRENCY}"
     encryptions = [o for o in operations if "keyVaultKeyUri" in json.dumps(o.get("changes"))]
     encryption_seconds = [_seconds(o["endTime"]) - _seconds(o["startTime"]) for o in encryptions]
     status_reads = sum(1 for r in arm if "operationsstatus" in r["path"].lower())
@@ -94,6 +97,7 @@ def rollout(accounts: int, dry_run: bool, sizes: list[float] = SIZES_GIB) -> dic
         "armRequestsPerAccount": round(len(arm) / accounts, 2),
         "throttled429": sum(1 for r in arm if r["status"] == 429),
         "throttledShare": round(sum(1 for r in arm if r["status"] == 429) / max(1, len(arm)), 4),
+        "peakConcurrentEncryptions": peak,
         "wallSeconds": round(time.perf_counter() - wall, 1),
         "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

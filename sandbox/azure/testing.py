@@ -183,3 +183,17 @@ def key_patches(simulator: AzureSimulator, account_id: str, since: int = 0) -> l
         if isinstance(properties, dict) and "keyVaultKeyUri" in properties:
             found.append(entry)
     return found
+
+
+def peak_concurrent_key_operations(simulator: AzureSimulator) -> int:
+    """The most key operations (encryptions started by a key PATCH) that ran at once, from the operation log: what a
+    rollout's cap bounds in Azure."""
+    edges: list[tuple[str, int]] = []
+    for operation in simulator.operations():
+        if "keyVaultKeyUri" in ((operation["changes"] or {}).get("properties") or {}):
+            edges += [(operation["startTime"], 1), (operation["endTime"] or operation["scheduledEndTime"], -1)]
+    running = peak = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sandbox.azure.testing import key_patches
+from sandbox.azure.testing import key_patches, peak_concurrent_key_operations
 from sandbox.stack import LocalStack
 from tests.orchestrations.test_rollout_overlaps import _id, _post, _report, _rollout, _running, _status, _world
 
@@ -32,18 +32,6 @@ def capped() -> Iterator[LocalStack]:
             os.environ.pop("CMK_MONITOR_DEADLINE_HOURS", None)
         else:
             os.environ["CMK_MONITOR_DEADLINE_HOURS"] = previous
-
-
-def _peak_key_operations(stack: LocalStack) -> int:
-    edges: list[tuple[str, int]] = []
-    for operation in stack.simulator.operations():
-        if "keyVaultKeyUri" in ((operation["changes"] or {}).get("properties") or {}):
-            edges += [(operation["startTime"], 1), (operation["endTime"] or operation["scheduledEndTime"], -1)]
-    running = peak = 0
-    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_the_cap_holds_in_azure_when_monitors_stop_early_and_an_admin_terminates_one(capped: LocalStack) -> None:
@@ -68,5 +56,5 @@ def test_the_cap_holds_in_azure_when_monitors_stop_early_and_an_admin_terminates
     assert outcomes == {"Enabled": len(CAPPED)}, [
         (r["outcome"], r["reason"], r["instanceId"]) for r in report["accounts"]
     ]
-    assert _peak_key_operations(stack) <= cap
+    assert peak_concurrent_key_operations(stack.simulator) <= cap
     assert all(len(key_patches(stack.simulator, _id(name))) == 1 for name in CAPPED)
