@@ -17,10 +17,10 @@ from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
 from sandbox.stack import LocalStack
 
 SUBSCRIPTIONS = [f"{index:08d}-aaaa-4bbb-8ccc-dddddddddddd" for index in range(1, 7)]
-ACCOUNTS = 24
-MAX_CONCURRENCY = 8  # three accounts a lane, one after another
+ACCOUNTS = 12
+MAX_CONCURRENCY = 4  # three accounts a lane, one after another
 KEY = "https://kv-scale.vault.azure.net/keys/cosmos-cmk"
-# The rollout's status holds counts, not accounts: listing even these 24 account ids would take ~3,000 characters.
+# The rollout's status holds counts, not accounts: listing even these 12 account ids would take ~1,600 characters.
 MAX_STATUS_CHARACTERS = 1_000
 
 
