@@ -17,7 +17,16 @@ from activities import (
     verify_cmk,
 )
 from orchestrators import account, rollout, rollout_lane
-from triggers import accounts_api, enrolment, fallback_api, instances_api, openapi_api, rollouts_api
+from triggers import (
+    accounts_api,
+    dashboard_api,
+    enrolment,
+    fallback_api,
+    instances_api,
+    openapi_api,
+    rollouts_api,
+    status_api,
+)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -26,6 +35,8 @@ for module in (
     instances_api,
     openapi_api,
     rollouts_api,
+    status_api,
+    dashboard_api,
     enrolment,
     fallback_api,
     account,

@@ -319,6 +319,7 @@ def account_state(
     *,
     now: datetime,
     history: list[dict[str, Any]] | None = None,
+    timings: dict[str, Any] | None = None,
     expected_seconds: float | None = None,
     queued_since: str | None = None,
     row: dict[str, Any] | None = None,
@@ -340,7 +341,8 @@ def account_state(
     findings: list[dict[str, Any]] = list(output.get("findings") or [])
     if not findings and row is not None:
         findings = [{"code": code, "severity": None, "message": None} for code in row.get("findings") or []]
-    timings = known_timings(instance, history) if instance else {}
+    if timings is None:
+        timings = known_timings(instance, history) if instance else {}
     operation = as_dict(output.get("operation"))
     percent = custom.get("percentComplete")
     state: AccountState = {

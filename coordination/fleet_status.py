@@ -40,6 +40,7 @@ from cmk.progress import (
     account_state,
     as_dict,
     instance_base,
+    known_timings,
     latest_moment,
     outcome_of,
     parse_time,
@@ -198,6 +199,8 @@ class RolloutView:
     now: datetime
     lanes: int
     read_at: float = field(default_factory=time.monotonic)
+    # What the routes derive from the view once (the timeline), kept with it.
+    derived: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -239,16 +242,38 @@ async def rollout_view(client: df.DurableOrchestrationClient, rollout_id: str) -
     return fresh
 
 
+@dataclass
+class _Memo:
+    """What earlier reads of a rollout learnt that does not change: its input, each lane's input as last read (its
+    planned accounts and the rows of the generations before), and the state of every account that is done."""
+
+    input: Any
+    lanes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended_lanes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: dict[str, AccountState] = field(default_factory=dict)
+
+
+_MEMOS: OrderedDict[str, _Memo] = OrderedDict()
+# A running account orchestration as last read with its input and history: (phase, input, step times). Its step
+# times change only with its phase, so a refresh reads its history again only then.
+_RUNNING: OrderedDict[str, tuple[str, Any, dict[str, Any]]] = OrderedDict()
+
+
 async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) -> RolloutView | None:
-    rollout = await read_instance(client, rollout_id, show_input=True)
+    memo = _MEMOS.get(rollout_id)
+    rollout, active = await asyncio.gather(
+        read_instance(client, rollout_id, show_input=memo is None), _active_instances(client)
+    )
     if rollout is None or rollout.get("name") != ROLLOUT_ORCHESTRATOR:
         return None
-    lanes = []
-    for lane in await list_instances(client, {"instanceIdPrefix": f"{rollout_id}-lane-", "top": "100"}):
-        lane["input"] = decoded(lane.get("input"))
-        if lane.get("name") == LANE_ORCHESTRATOR and isinstance(lane["input"], dict):
-            lanes.append(lane)
-    lanes.sort(key=lambda lane: int(lane["input"].get("lane") or 0))
+    if memo is None:
+        memo = _MEMOS[rollout_id] = _Memo(input=rollout.get("input"))
+        while len(_MEMOS) > MAX_VIEWS_CACHED:
+            _MEMOS.popitem(last=False)
+    else:
+        rollout = {**rollout, "input": memo.input}
+    expected = int(as_dict(rollout.get("customStatus")).get("lanes") or 0)
+    lanes = await _lanes(client, rollout_id, memo, expected, active)
     slots = _lane_slots(rollout_id, lanes)
     output = rollout.get("output") if isinstance(rollout.get("output"), dict) else None
     report_rows = {str(row["accountId"]).lower(): row for row in (output or {}).get("accounts") or []}
@@ -259,24 +284,28 @@ async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) 
             slot.instance_id = row.get("instanceId")
     await _resolve_finished_here(client, rollout, slots, lanes)
 
-    running_ids = [s.instance_id for s in slots if s.instance_id and s.current]
-    running = await _running_details(client, running_ids)
-    for reading in running.values():
-        _remember(reading)
-    finished_ids = {s.instance_id for s in slots if s.instance_id and not s.current} - set(running)
+    running = await _running_instances(client, {s.instance_id for s in slots if s.instance_id and s.current}, active)
+    finished_ids = {
+        s.instance_id
+        for s in slots
+        if s.instance_id and s.instance_id not in running and s.planned["accountId"].lower() not in memo.done
+    }
     known = await _terminal_instances(client, rollout, finished_ids)
-    instances = {**known, **running}
 
-    moment = now([rollout, *lanes, *running.values()])
+    moment = now([rollout, *lanes, *(instance for instance, _ in running.values())])
     queued_since = rollout.get("createdTime")
     accounts: list[AccountState] = []
     for slot in slots:
-        instance = instances.get(slot.instance_id or "")
+        key = slot.planned["accountId"].lower()
+        if key in memo.done and slot.instance_id not in running:
+            accounts.append(memo.done[key])
+            continue
+        instance, timings = running.get(slot.instance_id or "") or (known.get(slot.instance_id or ""), None)
         state = account_state(
             slot.planned["accountId"],
             instance,
             now=moment,
-            history=_history(running.get(slot.instance_id or "")),
+            timings=timings,
             expected_seconds=slot.planned.get("expectedSeconds"),
             queued_since=queued_since,
             row=slot.row if instance is None else None,
@@ -286,11 +315,81 @@ async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) 
             state["instanceId"] = slot.instance_id
         state["rolloutId"] = rollout_id
         state["lane"] = slot.lane
+        if state["phase"] == "done" and (
+            instance is None or instance.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES
+        ):
+            memo.done[key] = state
         accounts.append(state)
     planned_ids = {slot.planned["accountId"].lower() for slot in slots}
     accounts += _unplanned(rollout, report_rows, planned_ids, len(lanes), moment)
     accounts.sort(key=lambda account: (account["name"].lower(), account["accountId"].lower()))
     return RolloutView(rollout=rollout, accounts=accounts, now=moment, lanes=len(lanes))
+
+
+async def _active_instances(client: df.DurableOrchestrationClient) -> dict[str, dict[str, Any]]:
+    """Every orchestration of the app running now (lanes and account orchestrations), without inputs: one query."""
+    query = {
+        "instanceIdPrefix": ACCOUNT_PREFIX,
+        "runtimeStatus": ",".join(sorted(ACTIVE_RUNTIME_STATUSES)),
+        "showInput": "false",
+        "top": LIST_PAGE,
+    }
+    return {str(instance["instanceId"]): instance for instance in await list_instances(client, query)}
+
+
+async def _lanes(
+    client: df.DurableOrchestrationClient,
+    rollout_id: str,
+    memo: _Memo,
+    expected: int,
+    active: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The rollout's lanes, each with its input. Read with their inputs until every lane's is known; after that a
+    running lane's status comes from the query of running orchestrations and its input from memory (its planned
+    accounts never change; accounts finished since are found through its custom status), and an ended lane, whose
+    output is all its rows, is read once."""
+    if not memo.lanes or len(memo.lanes) < expected:
+        query = {"instanceIdPrefix": f"{rollout_id}-lane-", "top": "100", "showInput": "true"}
+        for lane in await list_instances(client, query):
+            data = decoded(lane.get("input"))
+            if lane.get("name") == LANE_ORCHESTRATOR and isinstance(data, dict):
+                memo.lanes[str(lane["instanceId"])] = data
+                if lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES:
+                    memo.ended_lanes[str(lane["instanceId"])] = lane
+    ended = [lane_id for lane_id in memo.lanes if lane_id not in active and lane_id not in memo.ended_lanes]
+    for lane in await _gather([lambda i=i: read_instance(client, i) for i in ended]):  # type: ignore[misc]
+        if lane is not None and lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES:
+            memo.ended_lanes[str(lane["instanceId"])] = lane
+    lanes = [
+        {**(active.get(lane_id) or memo.ended_lanes.get(lane_id) or {"instanceId": lane_id}), "input": data}
+        for lane_id, data in memo.lanes.items()
+    ]
+    lanes.sort(key=lambda lane: int(lane["input"].get("lane") or 0))
+    return lanes
+
+
+async def _running_instances(
+    client: df.DurableOrchestrationClient, instance_ids: set[str], active: dict[str, dict[str, Any]]
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Running account orchestrations with their step times: their status from the query of running ones, and a
+    read with input and history for each one whose phase changed since it was last read."""
+    listed = {i: active[i] for i in instance_ids if i in active}
+    stale = [i for i, instance in listed.items() if _RUNNING.get(i, ("",))[0] != phase_of(instance)]
+    for full in await _gather(
+        [lambda i=i: read_instance(client, i, show_input=True, show_history=True) for i in stale]  # type: ignore[misc]
+    ):
+        if full is None:
+            continue
+        _RUNNING[str(full["instanceId"])] = (phase_of(full), full.get("input"), known_timings(full, _history(full)))
+        _RUNNING.move_to_end(str(full["instanceId"]))
+    while len(_RUNNING) > MAX_TERMINAL_CACHED:
+        _RUNNING.popitem(last=False)
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for instance_id, instance in listed.items():
+        cached = _RUNNING.get(instance_id)
+        if cached is not None:
+            found[instance_id] = ({**instance, "input": cached[1]}, cached[2])
+    return found
 
 
 def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]:
@@ -317,8 +416,17 @@ def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]
                 )
                 current_id = current.get("instanceId")
             elif current or current_input:
-                current_index = position if position < len(planned) else None
+                # Between generations the status names the orchestration only: its id names the account.
                 current_id = (current or current_input or {}).get("instanceId")
+                base = instance_base(str(current_id or ""))
+                current_index = next(
+                    (
+                        i
+                        for i, p in enumerate(planned)
+                        if i >= position and account_instance_base(p["accountId"]) == base
+                    ),
+                    None,
+                )
         for index, account in enumerate(planned):
             slot = _LaneSlot(lane=index_of_lane, index=index, planned=account)
             row = rows.get(account["accountId"].lower())
@@ -698,5 +806,7 @@ def reset_caches() -> None:
     _CLAIMED.clear()
     _VIEWS.clear()
     _LOCKS.clear()
+    _MEMOS.clear()
+    _RUNNING.clear()
     _FLEET.clear()
     _NEWEST.clear()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +18,7 @@ from typing import Any, TextIO
 import requests
 
 from sandbox.azure.clouds import as_cloud
+from sandbox.serve import dashboard_url
 from sandbox.stack import REPO_ROOT, LocalStack
 
 DEFAULT_WORLD = REPO_ROOT / "sandbox" / "worlds" / "demo.json"
@@ -54,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=Path, help="keep the simulator and host state here (default: temporary)")
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for every account")
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack running after the final table (open the dashboard on the finished demo; Ctrl-C stops)",
+    )
+    parser.add_argument(
         "--cloud",
         choices=("AzureCloud", "AzureUSGovernment", "AzureChinaCloud"),
         default="AzureCloud",
@@ -72,13 +80,26 @@ def run(arguments: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cmk-demo-") as scratch:
         state = arguments.state or Path(scratch)
         with LocalStack(world, time_scale=arguments.time_scale, state_dir=state) as stack:
-            return run_demo(stack, expectations, arguments.timeout, sys.stdout)
+            code = run_demo(stack, expectations, arguments.timeout, sys.stdout)
+            if arguments.keep:
+                print(f"\nStill running (--keep). Dashboard: {dashboard_url(stack)}  Ctrl-C stops.", flush=True)
+                _wait_for_stop()
+            return code
+
+
+def _wait_for_stop() -> None:
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, frame: stopping.set())
+    while not stopping.wait(0.5):
+        pass
 
 
 def run_demo(stack: LocalStack, expectations: dict[str, dict[str, Any]], timeout: float, out: TextIO) -> int:
     started = stack.clock.now()
     out.write(
         f"Simulated Azure: {stack.azure_url}\nFunction app:    {stack.host_url} (function_app.py, unchanged)\n"
+        f"Dashboard:       {dashboard_url(stack)}\n"
         f"Time runs {stack.clock.time_scale:g}x: one real second is {stack.clock.time_scale / 60:g} simulated minutes."
         f"\nEnabling customer-managed keys on {len(expectations)} accounts through POST /api/cmk/accounts\n\n"
     )

@@ -14,6 +14,13 @@ from sandbox.azure.world import load_worlds
 from sandbox.host import easy_auth
 from sandbox.stack import LocalStack
 
+# The admin dashboard the app serves (triggers/dashboard_api.py).
+DASHBOARD_PATH = "/api/cmk/dashboard"
+
+
+def dashboard_url(stack: LocalStack) -> str:
+    return f"{stack.host_url}{DASHBOARD_PATH}"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -58,7 +65,7 @@ def run(arguments: argparse.Namespace) -> int:
         auth=arguments.auth,
     )
     with stack:
-        print(f"READY host={stack.host_url} azure={stack.azure_url}", flush=True)
+        print(f"READY host={stack.host_url} azure={stack.azure_url} dashboard={dashboard_url(stack)}", flush=True)
         print(f"CA={stack.simulator.ca_bundle_path}", flush=True)
         assert stack.host is not None
         if stack.host.keys is not None:

@@ -243,7 +243,11 @@ async def rollout_timeline(req: func.HttpRequest, client: df.DurableOrchestratio
     view = await fleet_status.rollout_view(client, rollout_id) if INSTANCE_ID.fullmatch(rollout_id) else None
     if view is None:
         return error_response(404, "RolloutNotFound", f"No rollout {rollout_id}.")
-    return json_response(200, timeline(view), headers=_no_store())
+    if "timeline" not in view.derived:
+        view.derived["timeline"] = json.dumps(timeline(view))
+    return func.HttpResponse(
+        view.derived["timeline"], status_code=200, mimetype="application/json", headers=_no_store()
+    )
 
 
 def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:

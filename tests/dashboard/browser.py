@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -72,20 +71,28 @@ def start_chromium(width: int = 1280, height: int = 900) -> Any:
     return webdriver.Chrome(options=options, service=service)
 
 
-def screenshot(driver: Any, name: str, *, full_page: bool = False) -> Path:
-    """Save a PNG of the window (or of the whole page's height) under SCREENSHOTS."""
+def screenshot(driver: Any, name: str, *, full_page: bool = False, until: str | None = None) -> Path:
+    """Save a PNG under SCREENSHOTS: the window, the whole page's height, or the page down to the bottom of the
+    element `until` (a CSS selector)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     size = driver.get_window_size()
-    if full_page:
+    height: int | None = None
+    if until:
+        height = int(
+            driver.execute_script(
+                "return document.querySelector(arguments[0]).getBoundingClientRect().bottom + scrollY + 12",
+                until,
+            )
+        )
+    elif full_page:
         height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-        driver.set_window_size(size["width"], min(max(height, 400), 4000))
-        time.sleep(0.4)  # let the page lay out (and the timeline redraw) at the new size
+    if height is not None:
+        chrome = int(driver.execute_script("return window.outerHeight - window.innerHeight"))
+        driver.set_window_size(size["width"], min(max(height, 400), 4000) + chrome)
+        driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)  # let the page lay out (and the timeline redraw) at the new size
     driver.save_screenshot(str(path))
-    if full_page:
+    if height is not None:
         driver.set_window_size(size["width"], size["height"])
     return path
-
-
-def chromium_available() -> bool:
-    return missing_browser() is None and shutil.which(str(CHROMIUM)) is not None

@@ -173,7 +173,7 @@ def test_the_overview_counts_match_the_api(page: Page, api: Api, scenario: tuple
         "the gated request among the standalone ones",
         lambda: GATED in page.js("return document.getElementById('standalone').innerText"),
     )
-    screenshot(page.driver, "dashboard-overview")
+    screenshot(page.driver, "dashboard-overview", full_page=True)
 
 
 def test_the_rollout_table_fills_and_updates_as_accounts_move(page: Page, api: Api, scenario: tuple[str, str]) -> None:
@@ -202,7 +202,7 @@ def test_the_rollout_table_fills_and_updates_as_accounts_move(page: Page, api: A
             && !el.innerText.trim()).map((el) => el.outerHTML)"""
     )
     assert unlabeled == []
-    screenshot(page.driver, "dashboard-rollout", full_page=True)
+    screenshot(page.driver, "dashboard-rollout", until="#accounts tbody tr:nth-of-type(8)")
 
 
 def test_a_filter_narrows_the_table_and_keeps_through_refreshes(

@@ -48,6 +48,20 @@ HTTP_ROUTES = {
     "cmk_get_rollout": ("cmk/rollouts/{instanceId}", ["GET"]),
     "cmk_rollout_report": ("cmk/rollouts/{instanceId}/report", ["GET"]),
 }
+# The status API and the dashboard (triggers/status_api.py, triggers/dashboard_api.py).
+STATUS_ROUTES = {
+    "cmk_overview": ("cmk/overview", ["GET"]),
+    "cmk_list_rollouts": ("cmk/rollouts", ["GET"]),
+    "cmk_rollout_accounts": ("cmk/rollouts/{instanceId}/accounts", ["GET"]),
+    "cmk_rollout_timeline": ("cmk/rollouts/{instanceId}/timeline", ["GET"]),
+    "cmk_list_accounts": ("cmk/accounts", ["GET"]),
+    "cmk_instance_details": ("cmk/instances/{instanceId}/details", ["GET"]),
+    "cmk_dashboard": ("cmk/dashboard", ["GET"]),
+    "cmk_dashboard_asset": ("cmk/dashboard/{asset}", ["GET"]),
+}
+HTTP_ROUTES |= STATUS_ROUTES
+# The dashboard's page and files hold no data: no key (triggers/dashboard_api.py).
+ANONYMOUS = {"cmk_dashboard", "cmk_dashboard_asset"}
 # Every method of every path no other route takes: 404 or 405 with the error shape (triggers/fallback_api.py).
 FALLBACK = "cmk_fallback"
 EVENT_GRID = {"enrol_from_event_grid"}
@@ -72,7 +86,7 @@ def _bindings(info: FunctionInfo) -> dict[str, dict[str, Any]]:
 def test_every_function_of_the_app_passes_the_workers_indexing_and_registry(product: LoadedApp) -> None:
     functions = product.registry.functions.values()
     assert {info.name for info in functions} == ORCHESTRATORS | ACTIVITIES | set(HTTP_ROUTES) | EVENT_GRID | {FALLBACK}
-    assert len(product.registry.functions) == 26
+    assert len(product.registry.functions) == 26 + len(STATUS_ROUTES)
     for info in functions:
         # What the worker's Registry.add_indexed_function accepted and process_indexed_function reported.
         assert type(info.worker_info).__module__ == WORKER_MODULE, info.name
@@ -98,7 +112,7 @@ def test_http_functions_have_the_routes_methods_and_auth_level_azure_will_see(pr
             "type": "httpTrigger",
             "name": "req",
             "methods": methods,
-            "authLevel": "FUNCTION",
+            "authLevel": "ANONYMOUS" if name in ANONYMOUS else "FUNCTION",
             "route": route,
         }
         assert bindings["$return"] == {"direction": "OUT", "type": "http", "name": "$return"}
