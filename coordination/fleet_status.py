@@ -57,6 +57,8 @@ MAX_TERMINAL_CACHED = 20_000
 MAX_VIEWS_CACHED = 16
 # Parallel status reads of one view.
 READERS = 16
+# Running orchestrations read again (with their history) per view when their phase moved on.
+HISTORY_READS_PER_VIEW = 8
 LIST_PAGE = "1000"
 # When more finished orchestrations than this are unknown, one list query reads them instead of one read each.
 LIST_INSTEAD_OF_READS = 24
@@ -375,6 +377,10 @@ async def _running_instances(
     read with input and history for each one whose phase changed since it was last read."""
     listed = {i: active[i] for i in instance_ids if i in active}
     stale = [i for i, instance in listed.items() if _RUNNING.get(i, ("",))[0] != phase_of(instance)]
+    # Never read before first; of those whose phase moved on, a few per read (the others show the step times of
+    # their last read until the next one: the phase itself is always the current one).
+    stale.sort(key=lambda i: i in _RUNNING)
+    stale = [i for n, i in enumerate(stale) if i not in _RUNNING or n < HISTORY_READS_PER_VIEW]
     for full in await _gather(
         [lambda i=i: read_instance(client, i, show_input=True, show_history=True) for i in stale]  # type: ignore[misc]
     ):

@@ -244,7 +244,7 @@ async def rollout_timeline(req: func.HttpRequest, client: df.DurableOrchestratio
     if view is None:
         return error_response(404, "RolloutNotFound", f"No rollout {rollout_id}.")
     if "timeline" not in view.derived:
-        view.derived["timeline"] = json.dumps(timeline(view))
+        view.derived["timeline"] = json.dumps(timeline(view), separators=(",", ":"))
     return func.HttpResponse(
         view.derived["timeline"], status_code=200, mimetype="application/json", headers=_no_store()
     )
@@ -264,7 +264,7 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
             end = fleet_status.moment_seconds(segment["end"], origin)
             if start is None:
                 continue
-            spans.append([segment["phase"], max(0.0, start), end])
+            spans.append([segment["phase"], round(max(0.0, start)), None if end is None else round(end)])
             seconds = max(0.0, (end if end is not None else now_offset) - max(0.0, start))
             total = totals.setdefault(segment["phase"], {"accounts": 0, "seconds": 0.0, "maxSeconds": 0.0})
             total["accounts"] += 1
@@ -273,7 +273,6 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
         rows.append(
             {
                 "name": account["name"],
-                "accountId": account["accountId"],
                 "instanceId": account["instanceId"],
                 "lane": account.get("lane"),
                 "phase": account["phase"],
