@@ -1,17 +1,18 @@
-"""`python -m bench.dashboard [--accounts 1000] [--done 400]`: how fast the dashboard shows a large rollout.
+"""`python -m bench.dashboard [--accounts 1000] [--done 400] [--time-scale 60]`: how fast the dashboard shows a
+large rollout.
 
-Starts the local stack (discrete-event time, as the fleet benchmarks) with a world of N accounts, starts a rollout
-of all of them (20 at a time), and once `--done` accounts have finished, measures in headless Chromium (Debian's, as
-the browser tests use it), twice: "busy", while discrete-event time runs the rest of the rollout as fast as the CPU
-allows (the worst case), and "steady", with the rollout going on in scaled real time (60x, as under `serve`):
+Once (kept under --state): the local stack with a world of N accounts runs a rollout of all of them, 20 at a time,
+in discrete-event time until `--done` have finished. Then, on a copy of that state, the stack goes on in scaled real
+time (`--time-scale`, as `serve` runs it: the rest of the rollout keeps moving) while headless Chromium (Debian's,
+as the browser tests use it) opens the rollout's view and this script times:
 
 - first view: from the navigation to ?rollout=<id> until the page has rendered the rollout's table and timeline
-  (`window.__cmkDashboard.firstViewMs`, the page's own mark against `performance.timeOrigin`), with the server's
-  caches cold for this rollout;
-- refresh: the time of each automatic refresh, from its first request to its last DOM update (`lastRefreshMs`);
+  (`window.__cmkDashboard.firstViewMs`, the page's own mark against `performance.timeOrigin`), the server having
+  read nothing of the rollout before;
+- refresh: each automatic refresh, from its first request to its last DOM update (`lastRefreshMs`);
 - the API alone: each of the two requests a refresh makes, timed from here.
 
-Prints one JSON object. Each first view starts with the server's memory of earlier reads cleared.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.fleet import KEY, MAX_CONCURRENCY, SUBSCRIPTIONS, build_world
 from sandbox.azure.testing import IDENTITY_ENV
-from sandbox.clock import ClockAnchor
 from sandbox.stack import LocalStack
 from tests.dashboard.browser import require_browser, start_chromium
 from triggers.dashboard_api import ASSETS, DASHBOARD_DIR
+
+SETTINGS = {"CMK_KEY_VAULT_SUBSCRIPTIONS": json.dumps([SUBSCRIPTIONS[0]])}
 
 
 def _wait_done(url: str, rollout_id: str, done: int, timeout: float) -> dict[str, Any]:
@@ -102,36 +107,52 @@ def _api(url: str, rollout_id: str, refreshes: int) -> dict[str, Any]:
     }
 
 
-def measure(accounts: int, done: int, refreshes: int, timeout: float) -> dict[str, Any]:
-    require_browser()
-    world = build_world(accounts, sizes=[0.05, 0.2, 0.5])
-    settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": json.dumps([SUBSCRIPTIONS[0]])}
-    wall = time.perf_counter()
-    with LocalStack(world, settings=settings, discrete=True) as stack:
+def prepare(state: Path, accounts: int, done: int, timeout: float) -> str:
+    """A task hub and simulator state in `state` with a rollout of `accounts` accounts `done` of them finished
+    (discrete-event time: as fast as the CPU allows); its id. Made once, reused by later runs."""
+    marker = state / "rollout.json"
+    if marker.exists():
+        return str(json.loads(marker.read_text())["id"])
+    with LocalStack(_world(accounts), settings=SETTINGS, discrete=True, state_dir=state) as stack:
         body: dict[str, Any] = {
             "scope": {"subscriptions": SUBSCRIPTIONS},
             "keyUri": KEY,
             "maxConcurrency": MAX_CONCURRENCY,
         }
-        rollout_id = requests.post(f"{stack.host_url}/api/cmk/rollouts", json=body, timeout=60).json()["id"]
-        status = _wait_done(stack.host_url, rollout_id, done, timeout)
-        reached = (status.get("customStatus") or {}).get("done")
-        # Busy: discrete-event time runs the rollout as fast as the CPU allows while the page is measured.
-        busy = {**_browser(stack.host_url, rollout_id, refreshes), **_api(stack.host_url, rollout_id, refreshes)}
-        # Steady: the rollout goes on in scaled real time (one real second is a simulated minute), as under serve.
-        assert stack._driver is not None  # noqa: SLF001 - a benchmark switches the clock's mode
-        stack._driver.stop()  # noqa: SLF001
-        stack.clock._anchor = ClockAnchor(stack.clock.timestamp(), time.time(), 60.0)  # noqa: SLF001
-        steady = {**_browser(stack.host_url, rollout_id, refreshes), **_api(stack.host_url, rollout_id, refreshes)}
+        rollout_id = str(requests.post(f"{stack.host_url}/api/cmk/rollouts", json=body, timeout=60).json()["id"])
+        _wait_done(stack.host_url, rollout_id, done, timeout)
+    marker.write_text(json.dumps({"id": rollout_id, "accounts": accounts, "done": done}))
+    return rollout_id
+
+
+def measure(state: Path, accounts: int, done: int, refreshes: int, timeout: float, scale: float) -> dict[str, Any]:
+    """The rollout in `state` (made by `prepare`) going on at `scale` simulated seconds per second, as `serve`
+    runs it, while the page and the API are timed."""
+    require_browser()
+    rollout_id = prepare(state, accounts, done, timeout)
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="cmk-dashboard-bench-") as scratch:
+        copy = Path(scratch) / "state"
+        shutil.copytree(state, copy)
+        with LocalStack(_world(accounts), settings=SETTINGS, time_scale=scale, state_dir=copy) as stack:
+            status = requests.get(f"{stack.host_url}/api/cmk/rollouts/{rollout_id}", timeout=60).json()
+            figures = {
+                **_browser(stack.host_url, rollout_id, refreshes),
+                **_api(stack.host_url, rollout_id, refreshes),
+            }
     files = [DASHBOARD_DIR / "index.html", *(DASHBOARD_DIR / name for name in ASSETS)]
     return {
         "accounts": accounts,
-        "doneWhenMeasured": reached,
-        "busy": busy,
-        "steady": steady,
+        "doneWhenMeasured": (status.get("customStatus") or {}).get("done"),
+        "timeScale": scale,
+        **figures,
         "pageBytes": sum(path.stat().st_size for path in files),
         "wallSeconds": round(time.perf_counter() - wall, 1),
     }
+
+
+def _world(accounts: int) -> dict[str, Any]:
+    return build_world(accounts, sizes=[0.05, 0.2, 0.5])
 
 
 def main() -> None:
@@ -140,10 +161,19 @@ def main() -> None:
     parser.add_argument("--done", type=int, default=400, help="measure once this many accounts have finished")
     parser.add_argument("--refreshes", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--time-scale", type=float, default=60.0, help="simulated seconds per second while measured")
+    parser.add_argument(
+        "--state", type=Path, default=Path(".state/bench-dashboard"), help="where the prepared rollout is kept"
+    )
     arguments = parser.parse_args()
     for name in IDENTITY_ENV:
         os.environ.pop(name, None)
-    print(json.dumps(measure(arguments.accounts, arguments.done, arguments.refreshes, arguments.timeout), indent=2))
+    state = arguments.state / f"{arguments.accounts}-{arguments.done}"
+    state.mkdir(parents=True, exist_ok=True)
+    figures = measure(
+        state, arguments.accounts, arguments.done, arguments.refreshes, arguments.timeout, arguments.time_scale
+    )
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
