@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 import azure.functions as func
 
+from cmk.auth import Role
 from cmk.errors import InvalidRequest, shown
 from cmk.orchestration import ACCOUNT_ORCHESTRATOR
 from cmk.progress import (
@@ -41,7 +42,7 @@ from cmk.progress import (
 )
 from cmk.remedies import with_remedies
 from coordination import fleet_status
-from triggers.http import INSTANCE_ID, error_response, invalid, json_response
+from triggers.http import INSTANCE_ID, ROUTE_AUTH_LEVEL, authorize, error_response, invalid, json_response
 
 bp = df.Blueprint()
 
@@ -146,9 +147,11 @@ class Filters:
 
 
 @bp.function_name("cmk_overview")
-@bp.route(route="cmk/overview", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/overview", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def overview(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     snapshot = await fleet_status.fleet(client)
     newest = fleet_status.newest_per_account(snapshot)
     by_phase: Counter[str] = Counter()
@@ -185,9 +188,11 @@ async def overview(req: func.HttpRequest, client: df.DurableOrchestrationClient)
 
 
 @bp.function_name("cmk_list_rollouts")
-@bp.route(route="cmk/rollouts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def list_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     try:
         statuses = _choices(req, "runtimeStatus", RUNTIME_STATUSES)
         snapshot = await fleet_status.fleet(client)
@@ -208,9 +213,11 @@ async def list_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationCl
 
 
 @bp.function_name("cmk_rollout_accounts")
-@bp.route(route="cmk/rollouts/{instanceId}/accounts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts/{instanceId}/accounts", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def rollout_accounts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     rollout_id = req.route_params["instanceId"]
     try:
         filters = Filters(req)
@@ -236,9 +243,11 @@ async def rollout_accounts(req: func.HttpRequest, client: df.DurableOrchestratio
 
 
 @bp.function_name("cmk_rollout_timeline")
-@bp.route(route="cmk/rollouts/{instanceId}/timeline", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/rollouts/{instanceId}/timeline", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def rollout_timeline(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     rollout_id = req.route_params["instanceId"]
     view = await fleet_status.rollout_view(client, rollout_id) if INSTANCE_ID.fullmatch(rollout_id) else None
     if view is None:
@@ -304,9 +313,11 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
 
 
 @bp.function_name("cmk_list_accounts")
-@bp.route(route="cmk/accounts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/accounts", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def list_accounts(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     try:
         filters = Filters(req)
         standalone = req.params.get("standalone", "false")
@@ -338,9 +349,11 @@ async def list_accounts(req: func.HttpRequest, client: df.DurableOrchestrationCl
 
 
 @bp.function_name("cmk_instance_details")
-@bp.route(route="cmk/instances/{instanceId}/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="cmk/instances/{instanceId}/details", methods=["GET"], auth_level=ROUTE_AUTH_LEVEL)
 @bp.durable_client_input(client_name="client")
 async def instance_details(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    if isinstance(denied := authorize(req, Role.READER), func.HttpResponse):
+        return denied
     instance_id = req.route_params["instanceId"]
     instance = None
     if INSTANCE_ID.fullmatch(instance_id):
