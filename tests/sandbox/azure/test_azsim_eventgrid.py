@@ -145,7 +145,7 @@ def test_failed_deliveries_are_retried_on_the_simulated_schedule(
     simulator.advance(10)
     wait_for(lambda: len(receiver.deliveries) == 2 and len(simulator.events()) == 2)
     simulator.advance(30)
-    wait_for(lambda: len(receiver.deliveries) == 3)
+    wait_for(lambda: len(receiver.deliveries) == 3 and len(simulator.events()) == 3)
     outcomes = [(record["attempt"], record["outcome"], record["httpStatus"]) for record in simulator.events()]
     assert outcomes == [(1, "retrying", 500), (2, "retrying", 500), (3, "delivered", 200)]
     assert [headers["aeg-delivery-count"] for headers, _ in receiver.deliveries] == ["0", "1", "2"]
