@@ -202,7 +202,7 @@ def test_the_rollout_table_fills_and_updates_as_accounts_move(page: Page, api: A
             && !el.innerText.trim()).map((el) => el.outerHTML)"""
     )
     assert unlabeled == []
-    screenshot(page.driver, "dashboard-rollout", until="#accounts tbody tr:nth-of-type(8)")
+    screenshot(page.driver, "dashboard-rollout", until="#accounts tbody tr[data-account]:nth-child(11)")
 
 
 def test_a_filter_narrows_the_table_and_keeps_through_refreshes(
