@@ -208,6 +208,7 @@
       await view.refresh();
       if (view !== loop.view) return;
       loop.lastOk = new Date();
+      view.loaded = true;
       loop.blocked = false;
       authBox.hidden = true;
       banner.hidden = true;
@@ -261,14 +262,21 @@
       if (status === 401) document.getElementById("key-input").focus();
       return;
     }
-    const since = loop.lastOk ? `Showing the data from ${loop.lastOk.toLocaleTimeString()}; ` : "";
     const what = error instanceof ApiError && error.status === 404
       ? `Not found: ${error.message}`
       : `The last refresh failed: ${error.message || error}.`;
-    replace(banner, h("strong", {}, "Stale data. "), since, what,
-      loop.paused ? "" : ` Retrying every ${REFRESH_MS / 1000} s.`);
-    banner.hidden = false;
-    setText(liveState, `Stale · last refresh failed ${new Date().toLocaleTimeString()}`);
+    const retry = loop.paused ? "" : ` Retrying every ${REFRESH_MS / 1000} s.`;
+    if (loop.view && loop.view.loaded) {
+      replace(banner, h("strong", {}, "Stale data. "), `Showing the data from ${loop.lastOk.toLocaleTimeString()}; `,
+        what, retry);
+      banner.hidden = false;
+      setText(liveState, `Stale · last refresh failed ${new Date().toLocaleTimeString()}`);
+    } else {
+      // Nothing shown yet: say what the API answered instead of an empty page.
+      replace(main, h("div", { class: "empty", role: "alert" }, h("strong", {}, what), retry));
+      banner.hidden = true;
+      setText(liveState, `No data · ${new Date().toLocaleTimeString()}`);
+    }
   }
 
   document.getElementById("pause").addEventListener("click", (event) => {

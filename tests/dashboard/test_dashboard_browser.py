@@ -296,3 +296,17 @@ def test_the_page_fits_390_px_and_every_control_is_keyboard_reachable(page: Page
     reached = set(page.js("return window.__focused"))
     assert {"f-outcome", "f-phase", "f-subscription", "f-search"} <= reached
     assert any("expander" in str(name) for name in reached)
+
+
+def test_data_the_api_refuses_shows_as_such_never_as_an_empty_page(page: Page, scenario: tuple[str, str]) -> None:
+    page.open("instance=cmk-no-such-account-000000000000.000000000000")
+    page.until("the refusal", lambda: "Not found: No account orchestration" in page.text())
+    assert "No data" in page.js("return document.getElementById('live-state').innerText")
+    # Data shown once and then refused is kept, marked stale.
+    page.open(f"rollout={scenario[1]}")
+    page.until("the rollout", lambda: len(page.rows()) == 13)
+    page.js("window.fetch = () => Promise.resolve(new Response('{}', {status: 502, statusText: 'Bad Gateway'}))")
+    page.until("the stale mark", lambda: page.js("return !document.getElementById('banner').hidden"))
+    assert "Stale data" in page.js("return document.getElementById('banner').innerText")
+    assert page.js("return document.getElementById('main').classList.contains('stale')")
+    assert len(page.rows()) == 13
