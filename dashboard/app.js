@@ -42,6 +42,9 @@
   const main = document.getElementById("main");
   const liveState = document.getElementById("live-state");
   const banner = document.getElementById("banner");
+  // What a screen reader hears: changes that matter (sign-in, a decision sent), not every refresh's time.
+  const announcer = document.getElementById("announce");
+  function announce(text) { setText(announcer, text); }
   const authBox = document.getElementById("auth");
   // Timings of the page, for the benchmarks and the tests: the first view (from the navigation), the last refresh,
   // and the last refresh's requests and rendering apart.
@@ -255,6 +258,7 @@
         : "Forbidden: the API answered 403 to your credentials. Your account or key is not allowed to read this; " +
           "ask for access, or use another key.";
       setText(document.getElementById("auth-message"), message);
+      announce(message);
       setText(liveState, status === 401 ? "Sign-in needed (401)" : "Forbidden (403)");
       banner.hidden = true;
       if (!main.querySelector(".data")) replace(main, h("p", { class: "empty" }, message));
@@ -1225,7 +1229,7 @@
           { method: "POST", body: { comment: comment.value.trim() } });
         dialog.close();
         view.approval.dataset.awaiting = "";
-        setText(liveState, approve ? "Approved: the account goes on." : "Rejected: the account is refused.");
+        announce(approve ? "Approved: the account goes on." : "Rejected: the account is refused.");
         refresh();
       } catch (failure) {
         error.hidden = false;
