@@ -418,7 +418,7 @@ def details(instance: dict[str, Any], moment: datetime | None = None) -> dict[st
             "required": request.get("approval") == "required",
             "awaiting": awaiting and running,
             "deadline": custom.get("nextPollAt") if awaiting else None,
-            "decision": _decision(decision),
+            "decision": _decision(decision) or _recorded_decision(output, request),
         },
         "timings": known_timings(instance, history),
         "now": _iso(now),
@@ -435,6 +435,15 @@ def _decision(raw: Any) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         return None
     return {"approved": bool(raw.get("approved")), "by": raw.get("by"), "comment": raw.get("comment")}
+
+
+def _recorded_decision(output: dict[str, Any], request: dict[str, Any]) -> dict[str, Any] | None:
+    """Who decided, as the orchestration carries it past continue_as_new (the comment is only in the history)."""
+    for key, approved in (("approvedBy", True), ("rejectedBy", False)):
+        actor = output.get(key) or request.get(key)
+        if actor:
+            return {"approved": approved, "by": actor, "comment": None}
+    return None
 
 
 def _iso(moment: datetime) -> str:
