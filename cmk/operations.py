@@ -89,10 +89,22 @@ def read_operation(operation: OperationRef, *, fallback_to_account: bool = True)
                 # Location semantics: 202 while running, 200 with the resource once done.
                 status = "InProgress" if response.status_code == 202 else "Succeeded"
                 return _reading(status, None, "statusUrl", None, retry_after, None)
-            read_error = f"HTTP {response.status_code} reading the status URL"
+            read_error = f"HTTP {response.status_code} reading the status URL{_azure_error(response)}"
     if not fallback_to_account:
         return _reading("Unknown", None, "statusUrl", read_error, None, None)
     return _from_account(operation, read_error)
+
+
+def _azure_error(response: Any) -> str:
+    """`: <code>: <message>` from ARM's error body, so a refused read says which action and scope to grant."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not (error.get("code") or error.get("message")):
+        return ""
+    return f": {error.get('code') or response.status_code}: {error.get('message') or ''}".rstrip(": ")
 
 
 def _from_status_body(body: dict[str, Any], retry_after: str | None) -> OperationReading:

@@ -183,11 +183,11 @@ def test_a_failed_operation_is_told_from_a_failed_read(cloud: Cloud) -> None:
     fault = cloud.simulator.add_fault({"method": "GET", "path": "operationsStatus", "kind": "status", "status": 500})
     try:
         unreadable = poll_operation_activity({"operation": operation, "fallbackToAccount": False})
-        assert unreadable["readError"] == "HTTP 500 reading the status URL", unreadable
+        assert unreadable["readError"].startswith("HTTP 500 reading the status URL"), unreadable
         assert not unreadable["terminal"] and unreadable["status"] == "Unknown" and unreadable["error"] is None
         from_account = poll_operation_activity({"operation": operation})
         assert from_account["source"] == "account" and from_account["status"] == "Updating"
-        assert from_account["readError"] == "HTTP 500 reading the status URL" and not from_account["terminal"]
+        assert from_account["readError"].startswith("HTTP 500 reading the status URL") and not from_account["terminal"]
     finally:
         cloud.simulator.clear_faults()
     # The fault is what made the status unreadable: every status read meanwhile got its 500 (none was served),
@@ -205,6 +205,34 @@ def test_a_failed_operation_is_told_from_a_failed_read(cloud: Cloud) -> None:
     assert failed["terminal"] and not failed["succeeded"]
     assert failed["error"] and failed["error"]["message"]
     assert account_body(cloud, "acct-ready-3")["properties"].get("keyVaultKeyUri") in (None, "")
+
+
+def test_a_status_url_the_app_may_not_read_says_which_action_to_grant(cloud: Cloud) -> None:
+    # An app granted at resource groups only, without the subscription-scope status reader: ARM refuses the
+    # subscription-scoped status URL. The reading keeps Azure's refusal, so the outcome tells what to grant.
+    plan = plan_for(cloud, "acct-ready-3")
+    settle_identity(cloud, plan)
+    operation = enable_cmk_activity({"accountId": plan["accountId"], "keyUri": plan["keyUri"]})["operation"]
+    message = (
+        "The client 'app' with object id 'app' does not have authorization to perform action "
+        "'Microsoft.DocumentDB/locations/operationsStatus/read' over scope '/subscriptions/x' or the scope is invalid."
+    )
+    cloud.simulator.add_fault(
+        {
+            "method": "GET",
+            "path": "operationsStatus",
+            "kind": "status",
+            "status": 403,
+            "code": "AuthorizationFailed",
+            "message": message,
+        }
+    )
+    try:
+        reading = poll_operation_activity({"operation": operation})
+    finally:
+        cloud.simulator.clear_faults()
+    assert reading["source"] == "account", reading
+    assert reading["readError"] == f"HTTP 403 reading the status URL: AuthorizationFailed: {message}", reading
 
 
 def test_a_lost_status_url_falls_back_to_the_account(cloud: Cloud) -> None:
