@@ -17,6 +17,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from cmk import clients, clouds, settings
+from cmk.arm import describe, is_forbidden, is_not_found
 from cmk.auth import Actor
 from cmk.errors import InvalidRequest, shown
 from cmk.fleet import PlannedAccount, expected_encryption_seconds
@@ -178,10 +179,21 @@ class DiscoveredAccount(TypedDict):
     expectedSeconds: float
 
 
+class ScopeFinding(TypedDict):
+    """A subscription of the rollout's scope where Resource Graph found no account, and why, as far as ARM says."""
+
+    subscriptionId: str
+    code: Literal["SUBSCRIPTION_NOT_READABLE", "SUBSCRIPTION_NOT_FOUND", "NO_ACCOUNTS_IN_SCOPE"]
+    message: str
+
+
 class Discovery(TypedDict):
     accounts: list[DiscoveredAccount]
     missing: list[str]
     resourceGraphPages: int
+    # Resource Graph leaves out, without an error, subscriptions the caller may not read: each subscription of
+    # the scope with no account found is checked through ARM, so "nothing there" is told from "cannot see there".
+    scopeFindings: NotRequired[list[ScopeFinding]]
 
 
 def _kql_string(value: str) -> str:
@@ -226,10 +238,17 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
     """Every account named or in scope, with what ordering and key choice need. Read-only."""
     found: dict[str, dict[str, Any]] = {}
     pages = 0
+    scope_findings: list[ScopeFinding] = []
     if scope:
         rows, count = _query_all(account_query(scope), scope["subscriptions"])
         pages += count
         found.update({str(row["id"]).lower(): row for row in rows})
+        seen = {str(row.get("subscriptionId") or parse_account_id(row["id"]).subscription_id).lower() for row in rows}
+        scope_findings = [
+            _unseen_subscription(subscription)
+            for subscription in scope["subscriptions"]
+            if subscription.lower() not in seen
+        ]
     named = [parse_account_id(a) for a in accounts or []]
     wanted = [a for a in named if a.key not in found]
     for start in range(0, len(wanted), ID_BATCH):
@@ -253,7 +272,38 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
         }
         for row, estimate in zip(rows, estimates, strict=True)
     ]
-    return {"accounts": discovered, "missing": missing, "resourceGraphPages": pages}
+    return {"accounts": discovered, "missing": missing, "resourceGraphPages": pages, "scopeFindings": scope_findings}
+
+
+def _unseen_subscription(subscription: str) -> ScopeFinding:
+    """Why Resource Graph found no account of the scope in a subscription: one page of ARM's own list of the
+    subscription's accounts answers 403 when the app may read none there (a list answers with what the caller may
+    read, and 403 only when that is nothing), 404 when ARM knows no such subscription, else the scope matched none.
+    Resource groups the app may not read inside a readable subscription stay invisible: ARM does not say."""
+    client = clients.cosmos(subscription)
+    try:
+        next(iter(client.database_accounts.list().by_page()), None)
+    except HttpResponseError as error:
+        if is_forbidden(error):
+            return {
+                "subscriptionId": subscription,
+                "code": "SUBSCRIPTION_NOT_READABLE",
+                "message": f"The app may not read Cosmos DB accounts in subscription {subscription}, so Resource "
+                f"Graph left it out of the rollout without an error; grant the app its fleet-access role there "
+                f"(docs/deploy.md). Azure said: {describe(error)}",
+            }
+        if is_not_found(error):
+            return {
+                "subscriptionId": subscription,
+                "code": "SUBSCRIPTION_NOT_FOUND",
+                "message": f"ARM knows no subscription {subscription} in the app's tenant: {describe(error)}",
+            }
+        raise
+    return {
+        "subscriptionId": subscription,
+        "code": "NO_ACCOUNTS_IN_SCOPE",
+        "message": f"No Cosmos DB account the app may read in subscription {subscription} matches the scope.",
+    }
 
 
 def _estimate(account_id: str) -> float:

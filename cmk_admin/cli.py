@@ -240,8 +240,14 @@ def succeeded(status: dict[str, Any]) -> bool:
     if status.get("runtimeStatus") != "Completed" or not isinstance(output, dict):
         return False
     if "totals" in output:
-        return not output["totals"].get("Failed")
+        return not output["totals"].get("Failed") and not unseen_subscriptions(output)
     return output.get("outcome") in GOOD_OUTCOMES
+
+
+def unseen_subscriptions(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """Subscriptions of a rollout's scope it could not look into (not readable, or unknown to ARM)."""
+    findings = (output.get("discovery") or {}).get("scopeFindings") or []
+    return [f for f in findings if f.get("code") != "NO_ACCOUNTS_IN_SCOPE"]
 
 
 def bar(done: float, total: float, width: int = BAR_WIDTH) -> str:
@@ -271,6 +277,8 @@ def render(status: dict[str, Any]) -> list[str]:
             lines.append(f"  {phase:<16} {bar(count, total)}  {count}")
         for outcome, count in sorted(by_outcome.items()):
             lines.append(f"  = {outcome:<14} {count}")
+        for finding in (output or {}).get("discovery", {}).get("scopeFindings") or []:
+            lines.append(f"  ! {finding.get('code')}: {finding.get('message')}")
         return lines
     phase = custom.get("phase")
     lines = [

@@ -155,7 +155,11 @@ def _output(
         "total": len(rows),
         "totals": dict(totals),
         "accounts": rows,
-        "discovery": {"resourceGraphPages": discovery["resourceGraphPages"], "missing": len(discovery["missing"])},
+        "discovery": {
+            "resourceGraphPages": discovery["resourceGraphPages"],
+            "missing": len(discovery["missing"]),
+            "scopeFindings": discovery.get("scopeFindings", []),
+        },
         "timings": timings,
         "error": error,
         "requestedBy": request.get("requestedBy"),

@@ -6,10 +6,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cmk_admin.cli import bar, main, render
+from cmk_admin.cli import bar, main, render, succeeded
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
 from sandbox.stack import LocalStack
@@ -101,3 +102,21 @@ def test_rendering_of_bars_and_rollout_counts() -> None:
     )
     assert lines[1].strip().startswith("finished") and "4/10" in lines[1]
     assert [line.split()[0] for line in lines[2:4]] == ["queued", "encrypting"]
+
+
+def test_a_rollout_that_could_not_see_part_of_its_scope_is_shown_and_does_not_succeed() -> None:
+    unreadable = {"subscriptionId": "s-2", "code": "SUBSCRIPTION_NOT_READABLE", "message": "grant the app its role"}
+    empty = {"subscriptionId": "s-3", "code": "NO_ACCOUNTS_IN_SCOPE", "message": "none match"}
+    status: dict[str, Any] = {
+        "instanceId": "cmk-rollout-x",
+        "name": "cmk_rollout",
+        "runtimeStatus": "Completed",
+        "customStatus": {"phase": "done", "total": 1, "byOutcome": {"Enabled": 1}},
+        "output": {"total": 1, "totals": {"Enabled": 1}, "discovery": {"scopeFindings": [unreadable, empty]}},
+    }
+    lines = render(status)
+    assert "  ! SUBSCRIPTION_NOT_READABLE: grant the app its role" in lines
+    assert "  ! NO_ACCOUNTS_IN_SCOPE: none match" in lines
+    assert not succeeded(status)
+    status["output"]["discovery"]["scopeFindings"] = [empty]
+    assert succeeded(status)

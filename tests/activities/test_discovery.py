@@ -79,3 +79,44 @@ def test_estimates_come_from_data_size_and_spare_throughput(fleet: tuple[AzureSi
     default = by_id[str(accounts[1]["id"]).lower()]
     assert big == pytest.approx(expected_encryption_seconds(50 * 2**30, 500))
     assert big > default
+
+
+SUB_UNREADABLE = "3b4c5d6e-7f8a-4b9c-8d0e-2f3a4b5c6d7e"
+SUB_NO_ACCOUNTS = "4c5d6e7f-8a9b-4cad-9e1f-3a4b5c6d7e8f"
+SUB_UNKNOWN = "5d6e7f8a-9bac-4dbe-8f20-4b5c6d7e8f90"
+
+
+def test_a_scope_subscription_the_app_cannot_read_is_reported_not_silently_dropped() -> None:
+    # Resource Graph answers from the subscriptions the caller may read and leaves the others out without an
+    # error: the rollout must say which subscriptions of its scope it could not see, and why.
+    readable = b.cosmos_account(SUB_A, "rg-a", "seen")
+    hidden = b.cosmos_account(SUB_UNREADABLE, "rg-hidden", "hidden")
+    vault = b.key_vault(SUB_NO_ACCOUNTS, "rg-keys", "kv-central", tenant_id=TENANT)
+    world = b.world([readable, hidden, vault], tenant_id=TENANT)
+    world["resources"] = [
+        body
+        for body in world["resources"]
+        if not (
+            "/providers/Microsoft.Authorization/roleAssignments/" in body["id"]
+            and body["id"].lower().startswith(f"/subscriptions/{SUB_UNREADABLE}/")
+        )
+    ]
+    scope = {"subscriptions": [SUB_A, SUB_UNREADABLE, SUB_NO_ACCOUNTS, SUB_UNKNOWN]}
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        AzureSimulator(world, settings_overrides={"throttling": {"enabled": False}}) as simulator,
+    ):
+        for name in IDENTITY_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in simulator.app_settings().items():
+            patch.setenv(name, value)
+        discovery = discover_accounts_activity({"scope": scope})
+    assert [a["accountId"].lower() for a in discovery["accounts"]] == [str(readable["id"]).lower()]
+    findings = {f["subscriptionId"]: f for f in discovery["scopeFindings"]}
+    assert {s: f["code"] for s, f in findings.items()} == {
+        SUB_UNREADABLE: "SUBSCRIPTION_NOT_READABLE",
+        SUB_NO_ACCOUNTS: "NO_ACCOUNTS_IN_SCOPE",
+        SUB_UNKNOWN: "SUBSCRIPTION_NOT_FOUND",
+    }
+    # Azure's own refusal names the action to grant.
+    assert "Microsoft.DocumentDB/databaseAccounts/read" in findings[SUB_UNREADABLE]["message"]
