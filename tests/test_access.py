@@ -133,6 +133,16 @@ def test_without_a_token_nothing_answers_but_401(served: Served) -> None:
     assert len(served.instances()) == before
 
 
+def test_the_dashboard_page_loads_without_a_token_and_its_data_does_not(served: Served) -> None:
+    # Excluded from App Service Authentication (as infra/app/api.bicep excludes it): a browser must load the page
+    # to sign in or to be given a token. The data it shows comes from routes that still answer 401.
+    page = served.call("GET", "cmk/dashboard")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"], page.text[:200]
+    assert served.call("GET", "cmk/dashboard/app.js").status_code == 200
+    assert served.call("GET", "cmk/overview").status_code == 401
+    assert served.call("GET", "cmk/rollouts").status_code == 401
+
+
 def test_each_role_opens_its_routes_and_a_wrong_role_is_a_403_that_starts_nothing(served: Served) -> None:
     before = len(served.instances())
     body = {"accountId": account_id("acct-0"), "keyUri": KEY, "dryRun": True}

@@ -118,7 +118,8 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 // registration (401 without one) and reaches the app with the caller's claims in X-MS-CLIENT-PRINCIPAL, from which
 // the app reads its app roles. Excluded: the Event Grid webhook and the Durable extension's endpoints, which are
 // called with their system keys (Event Grid's AzureFunction destination, the Durable management API) and keep
-// checking them.
+// checking them; and the dashboard's page and files, which hold no data: a browser must load the page to sign in
+// (/.auth/login/aad) or to be given a token, and every API call it makes is authenticated and role-checked.
 resource authSettings 'Microsoft.Web/sites/config@2023-12-01' = if (!empty(authClientId)) {
   parent: site
   name: 'authsettingsV2'
@@ -129,9 +130,12 @@ resource authSettings 'Microsoft.Web/sites/config@2023-12-01' = if (!empty(authC
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // An entry is its exact path; with a trailing /* every path below it (MicrosoftDocs/azure-docs#86514).
       excludedPaths: [
         '/runtime/webhooks/eventgrid'
-        '/runtime/webhooks/durabletask'
+        '/runtime/webhooks/durabletask/*'
+        '/api/cmk/dashboard'
+        '/api/cmk/dashboard/*'
       ]
     }
     identityProviders: {

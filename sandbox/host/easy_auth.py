@@ -3,9 +3,9 @@
 On Azure the platform validates the caller's bearer token before the app runs, answers 401 without one (the
 `Return401` unauthenticated action), drops any `X-MS-CLIENT-PRINCIPAL*` header a client sent, and passes the
 token's claims as `X-MS-CLIENT-PRINCIPAL` (base64 JSON `{auth_typ, name_typ, role_typ, claims: [{typ, val}]}`)
-with `-ID`, `-NAME` and `-IDP` beside it; paths excluded from authentication (the Event Grid and Durable webhooks,
-which keep their system keys) are passed through untouched. It also sets WEBSITE_AUTH_ENABLED=True in the app's
-environment.
+with `-ID`, `-NAME` and `-IDP` beside it; paths excluded from authentication (`EXCLUDED_PATHS`: the Event Grid and
+Durable webhooks, which keep their system keys, and the dashboard's page and files, which hold no data) are passed
+through untouched. It also sets WEBSITE_AUTH_ENABLED=True in the app's environment.
 
 Locally the tokens are unsigned (`alg: none`, like the simulator's, see sandbox/azure/tokens.py): the host reads
 their claims (`oid`, `name` or `appid`, `roles`, `exp`) without a signature check. `mint_token` makes one.
@@ -68,6 +68,31 @@ def mint_token(
         claims["azp"] = app_id
     header = {"alg": "none", "typ": "JWT"}
     return f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}."
+
+
+# authsettingsV2 `globalValidation.excludedPaths` as infra/app/api.bicep sets them (a test holds the two equal). An
+# entry matches its exact path, or with a trailing `/*` every path below it: the product team's answer in
+# MicrosoftDocs/azure-docs#86514 ("To use wildcard, you could as `/myfolder/subfolder/*`"). Case-insensitive, as
+# the platform's IIS front end treats paths.
+EXCLUDED_PATHS = (
+    "/runtime/webhooks/eventgrid",
+    "/runtime/webhooks/durabletask/*",
+    "/api/cmk/dashboard",
+    "/api/cmk/dashboard/*",
+)
+
+
+def is_excluded(path: str, excluded: Iterable[str] = EXCLUDED_PATHS) -> bool:
+    """Whether App Service Authentication lets a request for `path` through without a token (and adds no
+    principal): the page and files of the dashboard, which then call the API with the caller's credentials."""
+    lowered = path.split("?", 1)[0].lower()
+    for entry in excluded:
+        entry = entry.lower()
+        if entry.endswith("/*") and lowered.startswith(entry[:-1]):
+            return True
+        if lowered == entry:
+            return True
+    return False
 
 
 class Unauthenticated(ValueError):

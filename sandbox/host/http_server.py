@@ -168,7 +168,7 @@ class HostHttpServer:
             if params is None or (route.methods is not None and method not in route.methods):
                 continue
             principal: dict[str, str] = {}
-            if self._easy_auth_audience is not None:
+            if self._easy_auth_audience is not None and not easy_auth.is_excluded(request.path):
                 try:
                     principal = easy_auth.authenticate(request.headers, audience=self._easy_auth_audience).headers()
                 except easy_auth.Unauthenticated as error:

@@ -20,6 +20,7 @@ from pycep import BicepParser
 from cmk.key_access import CRYPTO_SERVICE_ENCRYPTION_USER
 from cmk.permissions import REQUIRED_ARM_ACTIONS, ROLE_ASSIGNMENT_WRITE_SCOPE
 from cmk.settings import PLATFORM_SETTINGS, SETTINGS
+from sandbox.host import easy_auth
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -303,6 +304,13 @@ def test_the_app_runs_python_311_on_flex_consumption_with_its_user_assigned_iden
         text = re.sub(r"//.*$", "", path.read_text(), flags=re.MULTILINE)  # code, not comments
         for flex_misfit in ("FUNCTIONS_WORKER_RUNTIME", "linuxFxVersion", "FUNCTIONS_EXTENSION_VERSION"):
             assert flex_misfit not in text, f"{_rel(path)}: {flex_misfit} does not belong on Flex Consumption"
+
+
+def test_app_service_authentication_excludes_what_the_local_host_excludes() -> None:
+    settings = bicep(API)["resources"]["authSettings"]["config"]["config"]["properties"]
+    excluded = [_unquote(path) for path in settings["globalValidation"]["excludedPaths"]]
+    assert excluded == list(easy_auth.EXCLUDED_PATHS)
+    assert settings["globalValidation"]["unauthenticatedClientAction"] == "Return401"
 
 
 @pytest.mark.parametrize("path", [*BICEP_FILES, INFRA / "main.parameters.json"], ids=_rel)
