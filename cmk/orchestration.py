@@ -147,6 +147,8 @@ class MonitorState(TypedDict):
     certain: bool
     # Following an encryption an earlier orchestration started (no plan of our own).
     reattached: bool
+    # The expected length of the encryption followed (None: no estimate); absent in states from before it existed.
+    expectedSeconds: NotRequired[float | None]
 
 
 class Timings(TypedDict, total=False):
@@ -192,6 +194,8 @@ class AccountInput(TypedDict):
     resume: NotRequired[ResumeState]
     # An encryption an earlier orchestration of this account left running: follow it, send no PATCH.
     reattach: NotRequired[OperationRef]
+    # The rollout's estimate of this account's encryption (cmk.fleet), which paces the monitor's status reads.
+    expectedSeconds: NotRequired[float]
 
 
 class ResumeState(TypedDict):

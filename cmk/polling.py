@@ -7,16 +7,62 @@ from __future__ import annotations
 
 # Between two verification reads: customerManagedKeyStatus lags the operation's end by minutes, not hours.
 MAX_VERIFY_INTERVAL_SECONDS = 600
-# A tenth of the elapsed time: the longer an encryption has run, the less a few minutes' delay in noticing its end
-# matters, while the reads per hour fall to 3600 / ceiling.
+
+# How promptly the monitor notices an encryption's end: within 2 minutes for one under an hour, within 10 minutes
+# for a longer one. An encryption still running after an hour is a long one, so the budget follows the elapsed time.
+SHORT_ENCRYPTION_SECONDS = 3600
+NOTICE_SHORT_SECONDS = 120
+NOTICE_LONG_SECONDS = 600
+# The first minutes are read at the first interval: Azure fails a key PATCH it cannot carry out (no key access, an
+# id over 990 bytes) soon after accepting it, and a failure noticed early frees the rollout's slot early.
+EARLY_SECONDS = 180
+# Estimates are rough: reads become frequent this share of the expected duration before the expected end, so an
+# encryption that ends up to a quarter earlier than expected is still noticed within the budget.
+END_WINDOW_SHARE = 0.25
+# Without an estimate: a tenth of the elapsed time. The longer an encryption has run, the less a few minutes' delay
+# in noticing its end matters, while the reads per hour fall to 3600 / ceiling.
 ELAPSED_FRACTION = 0.1
 
 
-def monitor_interval_seconds(elapsed_seconds: float, first_seconds: int, ceiling_seconds: int) -> int:
-    """The wait before the next status read of an encryption that has run `elapsed_seconds`: a tenth of that,
-    between `first_seconds` and `ceiling_seconds`. A 10-minute encryption is noticed within a minute of its end;
-    with a 30-minute ceiling a 3-week one costs about 2 reads an hour."""
-    return int(min(ceiling_seconds, max(first_seconds, elapsed_seconds * ELAPSED_FRACTION)))
+def notice_budget_seconds(elapsed_seconds: float) -> int:
+    """The longest wait that still notices an end in time: 2 minutes in the first hour, 10 minutes after it."""
+    return NOTICE_SHORT_SECONDS if elapsed_seconds < SHORT_ENCRYPTION_SECONDS else NOTICE_LONG_SECONDS
+
+
+def monitor_interval_seconds(
+    elapsed_seconds: float, expected_seconds: float | None, first_seconds: int, ceiling_seconds: int
+) -> int:
+    """The wait before the next status read of an encryption that has run `elapsed_seconds` and is expected to take
+    `expected_seconds` in all (None: no estimate).
+
+    Early on, every `first_seconds`. Then, while the expected end is far, rarely: half the time left before the
+    window around it opens (at most `ceiling_seconds`), so the reads thin out in the middle of a long encryption and
+    close in on the window. From the window on, and past the expected end (the estimate was short): the notice
+    budget. An encryption that ends in the window or later is noticed within the budget; one that ends well before
+    its estimate, within the sparse wait it was in. Without an estimate: the budget in the first hour, then a tenth
+    of the elapsed time (a 3-week encryption costs about 2 reads an hour, its end noticed within a tenth of it).
+    """
+    if elapsed_seconds < EARLY_SECONDS:
+        return max(1, min(first_seconds, ceiling_seconds))
+    budget = min(notice_budget_seconds(elapsed_seconds), ceiling_seconds)
+    if expected_seconds is None:
+        # Nothing says when it ends: a tenth of the elapsed time, so the reads of a long encryption fall to
+        # 3600 / ceiling an hour and its end is noticed within a tenth of its length; in the first hour the budget.
+        bound = budget if elapsed_seconds < SHORT_ENCRYPTION_SECONDS else ceiling_seconds
+        return int(min(bound, max(first_seconds, elapsed_seconds * ELAPSED_FRACTION)))
+    window_opens = expected_seconds * (1 - END_WINDOW_SHARE)
+    until_window = window_opens - elapsed_seconds
+    if until_window <= budget:
+        return budget
+    return int(min(ceiling_seconds, max(budget, until_window / 2)))
+
+
+def expected_from_progress(elapsed_seconds: float, percent_complete: float | None) -> float | None:
+    """The whole duration Azure's own progress implies (`percentComplete` of the operation status, when it carries
+    one): elapsed / share done. None when there is no progress to go by."""
+    if percent_complete is None or not 0 < percent_complete < 100 or elapsed_seconds <= 0:
+        return None
+    return elapsed_seconds * 100 / percent_complete
 
 
 def doubled(interval_seconds: int, ceiling_seconds: int) -> int:

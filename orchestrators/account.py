@@ -40,7 +40,7 @@ from cmk.orchestration import (
     ResumeState,
     Timings,
 )
-from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, monitor_interval_seconds
+from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, expected_from_progress, monitor_interval_seconds
 from cmk.preflight import Plan, PreflightResult
 from cmk.requests import EnablementRequest
 from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, retry_options, sleep
@@ -127,7 +127,14 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         logger.info("CMK enable step for %s: %s (%s)", request["accountId"], enabled["status"], enabled["detail"])
     operation = enabled["operation"] or _account_operation(request)
     state = _resume_state(
-        context, config, operation, findings, plan, timings, certain=enabled["status"] in ("accepted", "applied")
+        context,
+        config,
+        operation,
+        findings,
+        plan,
+        timings,
+        certain=enabled["status"] in ("accepted", "applied"),
+        expected_seconds=data.get("expectedSeconds"),
     )
     if enabled["status"] == "applied":
         return (yield from _verify(context, request, config, state))
@@ -144,6 +151,7 @@ def _resume_state(
     *,
     certain: bool,
     reattached: bool = False,
+    expected_seconds: float | None = None,
 ) -> ResumeState:
     deadline = context.current_utc_datetime + timedelta(hours=config["monitorDeadlineHours"])
     monitor: MonitorState = {
@@ -159,6 +167,7 @@ def _resume_state(
         "enableAttempts": 1,
         "certain": certain,
         "reattached": reattached,
+        "expectedSeconds": expected_seconds,
     }
     return {
         "monitor": monitor,
@@ -410,8 +419,8 @@ def _monitor_and_finish(
     config: OrchestrationConfig,
     resume: ResumeState,
 ) -> Generator[Any, Any, AccountOutput | None]:
-    """Follow the encryption to its end, however long: reads back off with the elapsed time, a read that fails is
-    not an outcome, and past the deadline the outcome is Encrypting (Azure goes on), never Failed."""
+    """Follow the encryption to its end, however long: reads are paced by its expected end (cmk.polling), a read
+    that fails is not an outcome, and past the deadline the outcome is Encrypting (Azure goes on), never Failed."""
     state = resume["monitor"]
     account_id = request["accountId"]
     deadline = datetime.fromisoformat(state["deadline"])
@@ -444,8 +453,13 @@ def _monitor_and_finish(
                 else:
                     return (yield from _operation_ended(context, request, config, resume, reading))
         elapsed = (context.current_utc_datetime - started).total_seconds()
+        # Azure's own progress, when its status carries any, says more than the rollout's estimate.
+        progress = expected_from_progress(elapsed, reading["percentComplete"] if reading else None)
         state["intervalSeconds"] = monitor_interval_seconds(
-            elapsed, config["pollIntervalSeconds"], config["pollMaxIntervalSeconds"]
+            elapsed,
+            progress or state.get("expectedSeconds"),
+            config["pollIntervalSeconds"],
+            config["pollMaxIntervalSeconds"],
         )
         state["lastStatus"] = status
         retry_after = reading["retryAfterSeconds"] if reading else None

@@ -144,7 +144,11 @@ def _claim(
         request["identity"] = template["identity"]
     if "requestedBy" in template:
         request["requestedBy"] = template["requestedBy"]
-    child_input: AccountInput = {"request": request, "config": lane["config"]}
+    child_input: AccountInput = {
+        "request": request,
+        "config": lane["config"],
+        "expectedSeconds": account["expectedSeconds"],
+    }
     preparation: Preparation = yield context.call_activity_with_retry(
         PREPARE_ACCOUNT_START,
         retry_options(lane["config"]),

@@ -31,9 +31,13 @@ from sandbox.azure.rbac import (
     role_from_body,
     role_guid,
 )
+from sandbox.azure.routing import SCOPE_ANY, RouteMatch, RouteTable, no_route
 
 _PRINCIPAL_TYPES = {"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"}
 ACTION_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ROUTES = RouteTable()
+_ASSIGNMENTS = "{scope:scope}/providers/Microsoft.Authorization/roleAssignments"
+_DEFINITIONS = "{scope:scope}/providers/Microsoft.Authorization/roleDefinitions"
 
 
 def _is_guid(value: str) -> bool:
@@ -73,7 +77,9 @@ def _assignment_id(scope: str, name: str) -> str:
     return f"{base}/providers/Microsoft.Authorization/roleAssignments/{name}"
 
 
-def put_role_assignment(state: CloudState, context: RequestContext, scope: str, name: str) -> Reply:
+@ROUTES.route("PUT", _ASSIGNMENTS + "/{name}", scope=SCOPE_ANY)
+def put_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    scope, name = _scope(match), match["name"]
     body = context.body
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise bad_request("The request body must contain 'properties'.", "InvalidRequestContent")
@@ -181,14 +187,18 @@ def put_role_assignment(state: CloudState, context: RequestContext, scope: str, 
     return Reply(201, created)
 
 
-def get_role_assignment(state: CloudState, scope: str, name: str) -> Reply:
+@ROUTES.route("GET", _ASSIGNMENTS + "/{name}", scope=SCOPE_ANY)
+def get_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    scope, name = _scope(match), match["name"]
     found = state.get(_assignment_id(scope, name))
     if found is None:
         raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{name}' is not found.")
     return Reply(200, found)
 
 
-def delete_role_assignment(state: CloudState, context: RequestContext, scope: str, name: str) -> Reply:
+@ROUTES.route("DELETE", _ASSIGNMENTS + "/{name}", scope=SCOPE_ANY)
+def delete_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    scope, name = _scope(match), match["name"]
     assignment_id = _assignment_id(scope, name)
     found = state.get(assignment_id)
     if found is None:
@@ -197,7 +207,9 @@ def delete_role_assignment(state: CloudState, context: RequestContext, scope: st
     return Reply(200, found)
 
 
-def list_role_assignments(state: CloudState, scope: str, filter_text: str | None) -> Reply:
+@ROUTES.route("GET", _ASSIGNMENTS, scope=SCOPE_ANY)
+def list_role_assignments(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    scope, filter_text = _scope(match), context.query.get("$filter")
     at_scope_only, principal = _parse_filter(filter_text)
     scope_value = "/" if scope in ("", "/") else normalize_id(scope)
     results: list[Any] = []
@@ -237,6 +249,13 @@ def _parse_filter(filter_text: str | None) -> tuple[bool, str | None]:
     return at_scope, principal
 
 
+@ROUTES.route("*", _ASSIGNMENTS + "/{name}/{rest:path}", scope=SCOPE_ANY)
+def nothing_below_a_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    """ARM's 404, after authorization (this route comes before the role definitions': it owns any path whose last
+    `roleAssignments` has more than a name below it)."""
+    raise no_route(context.method, context.path)
+
+
 # ----------------------------------------------------------------------------- role definitions
 
 
@@ -269,7 +288,9 @@ def _find_custom(state: CloudState, guid: str) -> JsonDict | None:
     return None
 
 
-def put_role_definition(state: CloudState, context: RequestContext, scope: str, name: str) -> Reply:
+@ROUTES.route("PUT", _DEFINITIONS + "/{name}", scope=SCOPE_ANY)
+def put_role_definition(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    scope, name = _scope(match), match["name"]
     body = context.body
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise bad_request("The request body must contain 'properties'.", "InvalidRequestContent")
@@ -317,7 +338,9 @@ def put_role_definition(state: CloudState, context: RequestContext, scope: str, 
     return Reply(200 if existing is not None else 201, created)
 
 
-def get_role_definition(state: CloudState, scope: str, name: str) -> Reply:
+@ROUTES.route("GET", _DEFINITIONS + "/{name}", scope=SCOPE_ANY)
+def get_role_definition(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    name = match["name"]
     if name.lower() in BUILTIN_ROLES:
         return Reply(200, builtin_body(name.lower()))
     found = _find_custom(state, name)
@@ -326,7 +349,9 @@ def get_role_definition(state: CloudState, scope: str, name: str) -> Reply:
     return Reply(200, found)
 
 
-def delete_role_definition(state: CloudState, scope: str, name: str) -> Reply:
+@ROUTES.route("DELETE", _DEFINITIONS + "/{name}", scope=SCOPE_ANY)
+def delete_role_definition(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    name = match["name"]
     found = _find_custom(state, name)
     if found is None:
         return Reply(204, None, empty=True)
@@ -341,8 +366,10 @@ def delete_role_definition(state: CloudState, scope: str, name: str) -> Reply:
     return Reply(200, found)
 
 
-def list_role_definitions(state: CloudState, scope: str, filter_text: str | None) -> Reply:
+@ROUTES.route("GET", _DEFINITIONS, scope=SCOPE_ANY)
+def list_role_definitions(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """Built-in roles and the custom roles assignable at `scope`; `$filter=roleName eq '...'` or `type eq '...'`."""
+    scope, filter_text = _scope(match), context.query.get("$filter")
     scope_value = "/" if scope in ("", "/") else normalize_id(scope)
     bodies = [builtin_body(guid) for guid in BUILTIN_ROLES]
     bodies += [
@@ -354,10 +381,19 @@ def list_role_definitions(state: CloudState, scope: str, filter_text: str | None
         )
     ]
     if filter_text:
-        match = re.fullmatch(r"\s*(roleName|type)\s+eq\s+'([^']*)'\s*", filter_text, re.IGNORECASE)
-        if match is None:
+        clause = re.fullmatch(r"\s*(roleName|type)\s+eq\s+'([^']*)'\s*", filter_text, re.IGNORECASE)
+        if clause is None:
             raise bad_request(f"The filter '{filter_text}' is not supported.", "UnsupportedQuery")
-        field, value = match.group(1).lower(), match.group(2).lower()
+        field, value = clause.group(1).lower(), clause.group(2).lower()
         key = "roleName" if field == "rolename" else "type"
         bodies = [body for body in bodies if str(body["properties"].get(key, "")).lower() == value]
     return Reply(200, {"value": bodies})
+
+
+@ROUTES.route("*", _DEFINITIONS + "/{name}/{rest:path}", scope=SCOPE_ANY)
+def nothing_below_a_role_definition(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    raise no_route(context.method, context.path)
+
+
+def _scope(match: RouteMatch) -> str:
+    return match.params.get("scope") or "/"

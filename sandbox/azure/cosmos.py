@@ -35,6 +35,8 @@ from sandbox.azure.keyvault import (
     key_problem,
     vault_protection_problem,
 )
+from sandbox.azure.resources import get_resource
+from sandbox.azure.routing import RouteMatch, RouteTable
 
 # The operation name of the resource events an account write raises (the request's action is rbac.ACTION_TABLE's).
 ACTION_WRITE = "Microsoft.DocumentDB/databaseAccounts/write"
@@ -74,6 +76,11 @@ TIMER_CONFIRM_KEY_STATUS = "confirmCustomerManagedKeyStatus"
 ACTION_SQL_ROLE_ASSIGNMENT_WRITE = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
+ROUTES = RouteTable()
+_ACCOUNT = (
+    "/subscriptions/{subscription}[/resourceGroups/{group}]/providers/Microsoft.DocumentDB/databaseAccounts/{account}"
+)
+
 _DEFAULT_IDENTITY = re.compile(
     r"^(?:(?P<first>FirstPartyIdentity)|(?P<system>SystemAssignedIdentity)|"
     r"UserAssignedIdentity=(?P<user>/subscriptions/[^&]+)(?:&FederatedClientId=(?P<federated>[0-9a-fA-F-]{36}))?)$"
@@ -112,7 +119,12 @@ def document_endpoint(base_url: str, account_name: str) -> str:
     return f"{base_url}/cosmos/{account_name.lower()}/"
 
 
-def get_account(state: CloudState, context: RequestContext, account_id: str) -> Reply:
+@ROUTES.route("GET", _ACCOUNT)
+def get_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    return _account_reply(state, context, match.path)
+
+
+def _account_reply(state: CloudState, context: RequestContext, account_id: str) -> Reply:
     account = state.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
@@ -310,7 +322,9 @@ def _refuse_if_locked(state: CloudState, account: JsonDict) -> None:
     )
 
 
-def patch_account(state: CloudState, context: RequestContext, account_id: str) -> Reply:
+@ROUTES.route("PATCH", _ACCOUNT)
+def patch_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    account_id = match.path
     account = state.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
@@ -328,8 +342,10 @@ def patch_account(state: CloudState, context: RequestContext, account_id: str) -
     return _start(state, context, account, plan, body)
 
 
-def put_account(state: CloudState, context: RequestContext, account_id: str) -> Reply:
+@ROUTES.route("PUT", _ACCOUNT)
+def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """CreateOrUpdate on an existing account: a full-body update (account creation is not simulated)."""
+    account_id = match.path
     account = state.get(account_id)
     if account is None:
         raise bad_request(
@@ -539,8 +555,10 @@ def _plan_update(state: CloudState, account: JsonDict, body: JsonDict) -> Plan:
     return Plan(kind, duration, "Succeeded", None)
 
 
-def put_sql_role_assignment(state: CloudState, context: RequestContext, assignment_id: str) -> Reply:
+@ROUTES.route("PUT", _ACCOUNT + "/sqlRoleAssignments/{assignment}")
+def put_sql_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """Data-plane role assignment: an asynchronous account operation (202), holding the account's lock."""
+    assignment_id = match.path
     account_id = assignment_id[: id_key(assignment_id).rfind("/sqlroleassignments/")]
     account = state.get(account_id)
     if account is None:
@@ -628,9 +646,16 @@ def _visible_operation(state: CloudState, context: RequestContext, operation_id:
     return operation
 
 
-def operation_status(
-    state: CloudState, context: RequestContext, subscription_id: str, region: str, operation_id: str
-) -> Reply:
+ROUTES.add("GET", _ACCOUNT + "/sqlRoleAssignments/{assignment}", get_resource)
+
+
+@ROUTES.route(
+    "GET",
+    "/subscriptions/{subscription}/providers/Microsoft.DocumentDB/locations/{region}/operationsStatus/{operation}",
+)
+def operation_status(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    """The Azure-AsyncOperation URL: subscription-scoped, as Cosmos DB's is."""
+    subscription_id, region, operation_id = match["subscription"], match["region"], match["operation"]
     operation = _visible_operation(state, context, operation_id)
     if operation.subscription_id.lower() != subscription_id.lower() or operation.region != region.lower():
         raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
@@ -660,7 +685,10 @@ def operation_status(
     return Reply(200, body, headers=headers)
 
 
-def operation_result(state: CloudState, context: RequestContext, account_id: str, operation_id: str) -> Reply:
+@ROUTES.route("GET", _ACCOUNT + "/operationResults/{operation}")
+def operation_result(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    """The Location URL: 202 while the operation runs, then the account (or the operation's error)."""
+    account_id, operation_id = "/".join(match.path.split("/")[:-2]), match["operation"]
     operation = _visible_operation(state, context, operation_id)
     if id_key(operation.account_id) != id_key(account_id):
         raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
@@ -673,7 +701,7 @@ def operation_result(state: CloudState, context: RequestContext, account_id: str
         error = operation.error or {"code": "InternalServerError", "message": "The operation failed."}
         status = 500 if error.get("code") == "InternalServerError" else 400
         raise ArmError(status, str(error.get("code")), str(error.get("message")), details=error.get("details"))
-    return get_account(state, context, account_id)
+    return _account_reply(state, context, account_id)
 
 
 # ----------------------------------------------------------------------------- completion

@@ -9,11 +9,13 @@ from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import bad_request, resource_not_found
 from sandbox.azure.ids import VAULT_TYPE, JsonDict, KeyUri, parse_key_uri
 from sandbox.azure.rbac import CMK_KEY_DATA_ACTIONS, has_data_actions
+from sandbox.azure.routing import RouteMatch, RouteTable
 
 ACCESS_POLICY_LIMIT = 1024
 CMK_KEY_PERMISSIONS = ("get", "wrapkey", "unwrapkey")
 ACTION_ACCESS_POLICY_WRITE = "Microsoft.KeyVault/vaults/accessPolicies/write"
 TROUBLESHOOTING = "https://learn.microsoft.com/azure/cosmos-db/cmk-troubleshooting-guide"
+ROUTES = RouteTable()
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,13 @@ def vault_protection_problem(state: CloudState, key_uri: str) -> KeyProblem | No
 # ----------------------------------------------------------------------------- ARM handlers
 
 
-def update_access_policy(state: CloudState, context: RequestContext, vault_id: str, kind: str) -> Reply:
+@ROUTES.route(
+    "PUT",
+    "/subscriptions/{subscription}[/resourceGroups/{group}]/providers/Microsoft.KeyVault/vaults/{vault}/accessPolicies/"
+    "{kind}",
+)
+def update_access_policy(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    vault_id, kind = "/".join(match.path.split("/")[:-2]), match["kind"]
     vault = state.get(vault_id)
     if vault is None:
         raise resource_not_found(vault_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
 from sandbox.azure.errors import ArmError, resource_not_found
 from sandbox.azure.ids import ACCOUNT_TYPE
+from sandbox.azure.routing import RouteMatch, RouteTable
 
 SERVED = {
     "DataUsage": ("Data Usage", "Bytes"),
@@ -20,7 +21,13 @@ SERVED = {
 }
 
 
-def account_metrics(state: CloudState, context: RequestContext, account_path: str) -> Reply:
+ROUTES = RouteTable()
+
+
+@ROUTES.route("GET", "/subscriptions/{resource:path}/providers/Microsoft.Insights/metrics")
+def account_metrics(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    """Azure Monitor's extension route on a resource (only accounts have metrics here)."""
+    account_path = "/subscriptions/" + match["resource"]
     account = state.get(account_path)
     if account is None or str(account.get("type", "")).lower() != ACCOUNT_TYPE:
         raise resource_not_found(account_path)

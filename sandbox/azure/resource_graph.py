@@ -28,8 +28,11 @@ from typing import Any
 from sandbox.azure.engine import CloudState, Reply, RequestContext
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import JsonDict, parse_resource_id, region_slug
+from sandbox.azure.rbac import visible
+from sandbox.azure.routing import SCOPE_TENANT_QUERY, RouteMatch, RouteTable
 
 MAX_TOP = 1000
+ROUTES = RouteTable()
 _TOKEN = re.compile(
     r"""\s+
     |(?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
@@ -440,6 +443,11 @@ def resource_rows(state: CloudState) -> list[JsonDict]:
             }
         )
     return rows
+
+
+@ROUTES.route("POST", "/providers/Microsoft.ResourceGraph/resources", scope=SCOPE_TENANT_QUERY)
+def resources_query(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
+    return query_resources(state, context, visible=lambda resource_id: visible(state, context, resource_id))
 
 
 def query_resources(
