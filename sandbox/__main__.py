@@ -31,7 +31,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser = subparsers.add_parser(
         "serve",
         help="run the app on the local host against the simulator",
-        description="Prints 'READY host=<url> azure=<url> dashboard=<url>' when both listen.",
+        description="Prints 'READY host=<url> azure=<url> dashboard=<url> clock=<x scale|discrete>' when both listen.",
     )
     add_arguments(parser)
     parser.set_defaults(handler=run)

@@ -1,5 +1,10 @@
-"""`python -m sandbox serve --world FILE [--port 7071] [--azure-port N] [--time-scale N] [--state DIR]
-[--settings FILE] [--require-keys] [--auth functionKey|entra]`: the product running whole on this machine."""
+"""`python -m sandbox serve --world FILE [--port 7071] [--azure-port N] [--time-scale N | --discrete] [--state DIR]
+[--settings FILE] [--require-keys] [--auth functionKey|entra]`: the product running whole on this machine.
+
+`--discrete` runs it on discrete-event time (sandbox.stack.DiscreteEventDriver), as the benchmarks do: simulated
+time stands still while anything computes and jumps to the next timer or operation end once all is idle, so a
+rollout's makespan, read from outside (its output's timings, the simulator's /_sandbox/operations), measures the
+waits Azure and the product impose and nothing of this machine's speed."""
 
 from __future__ import annotations
 
@@ -32,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=7071, help="host port on 127.0.0.1 (0 picks a free one)")
     parser.add_argument("--azure-port", type=int, default=0, help="simulator port (0 picks a free one)")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    clock = parser.add_mutually_exclusive_group()
+    clock.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    clock.add_argument(
+        "--discrete",
+        action="store_true",
+        help="discrete-event time: the clock stands still while anything runs and jumps to the next thing due "
+        "once all is idle (for measuring makespans in simulated time)",
+    )
     parser.add_argument("--state", type=Path, help="state directory shared by host and simulator (SIGKILL-safe)")
     parser.add_argument("--settings", type=Path, help="local.settings.json-format file of app settings")
     parser.add_argument("--require-keys", action="store_true", help="enforce function keys as Azure does")
@@ -63,9 +75,14 @@ def run(arguments: argparse.Namespace) -> int:
         settings_file=arguments.settings,
         require_keys=arguments.require_keys,
         auth=arguments.auth,
+        discrete=arguments.discrete,
     )
     with stack:
-        print(f"READY host={stack.host_url} azure={stack.azure_url} dashboard={dashboard_url(stack)}", flush=True)
+        clock = "discrete" if arguments.discrete else f"x{arguments.time_scale:g}"
+        print(
+            f"READY host={stack.host_url} azure={stack.azure_url} dashboard={dashboard_url(stack)} clock={clock}",
+            flush=True,
+        )
         print(f"CA={stack.simulator.ca_bundle_path}", flush=True)
         assert stack.host is not None
         if stack.host.keys is not None:
