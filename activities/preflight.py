@@ -1,4 +1,4 @@
-"""Activity: read the account, vault, key and identity, and report findings and the plan. Changes nothing."""
+"""Activity: read the account, vault, key and identity, then judge them: findings and the plan. Changes nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import azure.durable_functions as df
 
 from activities import Payload
 from cmk.arm import arm_outcomes
-from cmk.preflight import run_preflight
+from cmk.preflight import evaluate
+from cmk.preflight_facts import gather
 from cmk.requests import parse_enablement_request, without_records
 
 PREFLIGHT = "preflight"
@@ -22,7 +23,7 @@ def preflight_activity(payload: dict[str, Any]) -> Any:
     """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry)}."""
     request = parse_enablement_request(without_records(payload["request"]))
     as_of = datetime.fromisoformat(payload["asOf"])
-    return run_preflight(request, as_of)
+    return evaluate(gather(request, as_of))
 
 
 @bp.function_name(PREFLIGHT)

@@ -1,24 +1,28 @@
-"""Preflight: is this account ready for the irreversible key PATCH, and what exactly would we do?
+"""Preflight rules: is this account ready for the irreversible key PATCH, and what exactly would we do?
 
-The rules are pure functions of the facts read from Azure (see cmk.inventory), so each one can be read on its
-own and tested against worlds that trigger it. `run_preflight` reads the facts and applies every rule, so one
-run reports everything a user has to fix, not just the first problem.
+Every rule here is a pure function of a PreflightSnapshot, the facts cmk.preflight_facts read from Azure (a read
+that Azure refused or found nothing for is a fact like any other), so each rule can be read on its own and tested
+without Azure or the simulator. `evaluate` applies every rule, so one run reports everything a user has to fix, not
+just the first problem. Nothing in this module does I/O.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import Generic, Literal, NotRequired, TypedDict, TypeVar
 
-from azure.core.exceptions import HttpResponseError
-
-from cmk import inventory, settings
-from cmk.arm import describe, is_forbidden
-from cmk.document_ids import MAX_DOCUMENT_ID_BYTES, DocumentIdScan, scan_document_ids
+from cmk.document_ids import MAX_DOCUMENT_ID_BYTES, DocumentIdScan
 from cmk.findings import Code, Finding, blocking, has_blocking, warning
-from cmk.inventory import AccountFacts, KeyFacts, VaultLookup
-from cmk.requests import SYSTEM_ASSIGNED, EnablementRequest
-from cmk.resource_ids import ResourceId, parse_account_id, parse_identity_id, parse_key_uri, same_key_uri
+from cmk.inventory import (
+    CASSANDRA_CAPABILITY,
+    VECTOR_SEARCH_CAPABILITY,
+    AccountFacts,
+    IdentityFacts,
+    KeyFacts,
+    VaultLookup,
+)
+from cmk.requests import SYSTEM_ASSIGNED
+from cmk.resource_ids import parse_key_uri, same_key_uri
 
 SUPPORTED_KEY_TYPES = {"RSA", "RSA-HSM"}
 MIN_RSA_KEY_SIZE = 2048
@@ -56,6 +60,38 @@ class AccountSummary(TypedDict):
     customerManagedKeyStatus: str | None
 
 
+Facts = TypeVar("Facts")
+
+
+class Read(TypedDict, Generic[Facts]):
+    """What ARM answered to one read, as data: the facts, nothing there (404), or a refusal (403)."""
+
+    outcome: Literal["found", "notFound", "forbidden"]
+    facts: Facts | None
+    # forbidden: Azure's "<code>: <message>", which names the action and the scope the app lacks (cmk.arm.describe)
+    refusal: str | None
+
+
+class PreflightSnapshot(TypedDict):
+    """Everything the rules judge, read before any rule runs. JSON-serialisable, so it can be stored and replayed.
+
+    A part is None when it was not read because its answer could not change the verdict: everything past the
+    account when the account is missing, unreadable or already has a key; the key when its vault was not found;
+    the identity unless a user-assigned one is planned; the document-id scan (which costs the account request
+    units) when another finding already blocks or CMK_DOCUMENT_ID_SCAN is off.
+    """
+
+    accountId: str
+    keyUri: str
+    requestedIdentity: str | None  # the request's identity: a user-assigned identity id, "SystemAssigned" or None
+    asOf: str  # ISO time the key's validity is judged at (the orchestration's clock)
+    account: Read[AccountFacts]
+    vault: VaultLookup | None
+    key: Read[KeyFacts] | None
+    identity: Read[IdentityFacts] | None
+    documentIds: DocumentIdScan | None
+
+
 class PreflightResult(TypedDict):
     accountId: str
     findings: list[Finding]
@@ -83,7 +119,7 @@ def check_account(account: AccountFacts) -> list[Finding]:
             )
         )
     capabilities = set(account["capabilities"])
-    if inventory.CASSANDRA_CAPABILITY in capabilities:
+    if CASSANDRA_CAPABILITY in capabilities:
         findings.append(
             blocking(
                 Code.CASSANDRA_NOT_SUPPORTED,
@@ -91,7 +127,7 @@ def check_account(account: AccountFacts) -> list[Finding]:
                 "customer-managed keys on existing Cassandra accounts.",
             )
         )
-    if inventory.VECTOR_SEARCH_CAPABILITY in capabilities:
+    if VECTOR_SEARCH_CAPABILITY in capabilities:
         findings.append(
             blocking(
                 Code.VECTOR_SEARCH_NOT_SUPPORTED,
@@ -349,17 +385,15 @@ def check_document_ids(scan: DocumentIdScan) -> list[Finding]:
     return []
 
 
-def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResult:
-    """Read everything the rules need and apply them all. Read-only: changes nothing in Azure."""
-    account_id = parse_account_id(request["accountId"])
-    key_uri = request["keyUri"]
-    try:
-        account = inventory.read_account(account_id, include_preview=True)
-    except HttpResponseError as error:
-        if not is_forbidden(error):
-            raise
+def evaluate(snapshot: PreflightSnapshot) -> PreflightResult:
+    """Apply every rule to the snapshot: the findings in a stable order, and the plan when nothing blocks."""
+    account_id = snapshot["accountId"]
+    key_uri = snapshot["keyUri"]
+    account_read = snapshot["account"]
+    account = account_read["facts"]
+    if account_read["outcome"] == "forbidden":
         # Azure's message names the action and the scope the app lacks: the grant to fix.
-        unreadable = f"This app cannot read account {account_id}: {describe(error)}"
+        unreadable = f"This app cannot read account {account_id}: {account_read['refusal']}"
         return _result(account_id, [blocking(Code.ACCOUNT_NOT_FOUND, unreadable)], None, None)
     if account is None:
         return _result(
@@ -374,38 +408,35 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
         return _result(account_id, [existing], None, account)
 
     findings = check_account(account)
-    lookup = inventory.find_vault(parse_key_uri(key_uri), account_id)
+    lookup = snapshot["vault"]
+    if lookup is None:
+        raise ValueError(f"the snapshot of {account_id} lacks the vault lookup the rules need")
     vault = lookup["vault"]
     findings += check_vault(lookup, key_uri, account)
     if vault is not None:
-        findings += check_key(inventory.read_key(vault, parse_key_uri(key_uri)), key_uri, as_of)
+        key = snapshot["key"]
+        if key is None:
+            raise ValueError(f"the snapshot of {account_id} found vault {vault['name']} but lacks the read of its key")
+        findings += check_key(key["facts"], key_uri, datetime.fromisoformat(snapshot["asOf"]))
 
-    identity, identity_findings = resolve_identity(account, request.get("identity"))
+    identity, identity_findings = resolve_identity(account, snapshot["requestedIdentity"])
     findings += identity_findings
     if identity is not None and identity["type"] == "UserAssigned":
-        try:
-            found = inventory.read_user_assigned_identity(parse_identity_id(identity["resourceId"]))
-            missing = f"User-assigned identity {identity['resourceId']} was not found."
-        except HttpResponseError as error:
-            if not is_forbidden(error):
-                raise
-            found, missing = None, f"This app cannot read identity {identity['resourceId']}: {describe(error)}"
-        if found is None:
-            findings.append(blocking(Code.IDENTITY_NOT_FOUND, missing))
-        else:
-            identity["resourceId"] = found["id"]
-            identity["principalId"] = found["principalId"]
+        identity_read = snapshot["identity"]
+        if identity_read is None:
+            raise ValueError(f"the snapshot of {account_id} lacks the read of identity {identity['resourceId']}")
+        finding, identity = check_user_assigned_identity(identity, identity_read)
+        if finding is not None:
+            findings.append(finding)
 
-    scan: DocumentIdScan | None = None
-    # The scan costs request units on the account: skip it when the answer is already no.
-    if not has_blocking(findings) and settings.get_bool("CMK_DOCUMENT_ID_SCAN"):
-        scan = scan_document_ids(account["documentEndpoint"])
+    scan = snapshot["documentIds"]
+    if scan is not None:
         findings += check_document_ids(scan)
 
     plan: Plan | None = None
     if vault is not None and identity is not None:
         plan = {
-            "accountId": str(account_id),
+            "accountId": account_id,
             "keyUri": key_uri,
             "identity": identity,
             "defaultIdentity": default_identity_for(identity),
@@ -417,8 +448,36 @@ def run_preflight(request: EnablementRequest, as_of: datetime) -> PreflightResul
     return result
 
 
+def reads_past_the_account(snapshot: PreflightSnapshot) -> bool:
+    """Whether the vault, key and identity can change the verdict: not for an account missing, unreadable or
+    already on a key, whose verdict the account alone decides."""
+    account = snapshot["account"]["facts"]
+    return account is not None and check_existing_key(account, snapshot["keyUri"]) is None
+
+
+def worth_scanning(snapshot: PreflightSnapshot) -> bool:
+    """The document-id scan costs request units on the account: run it only when nothing else blocks."""
+    return reads_past_the_account(snapshot) and not evaluate(snapshot)["blocked"]
+
+
+def check_user_assigned_identity(
+    planned: PlannedIdentity, read: Read[IdentityFacts]
+) -> tuple[Finding | None, PlannedIdentity]:
+    """The planned user-assigned identity as ARM reported it (its canonical id and principal), or why it cannot be."""
+    found = read["facts"]
+    if read["outcome"] == "forbidden":
+        return blocking(
+            Code.IDENTITY_NOT_FOUND, f"This app cannot read identity {planned['resourceId']}: {read['refusal']}"
+        ), planned
+    if found is None:
+        return blocking(
+            Code.IDENTITY_NOT_FOUND, f"User-assigned identity {planned['resourceId']} was not found."
+        ), planned
+    return None, {**planned, "resourceId": found["id"], "principalId": found["principalId"]}
+
+
 def _result(
-    account_id: ResourceId, findings: list[Finding], plan: Plan | None, account: AccountFacts | None
+    account_id: str, findings: list[Finding], plan: Plan | None, account: AccountFacts | None
 ) -> PreflightResult:
     summary: AccountSummary | None = None
     if account is not None:
@@ -432,7 +491,7 @@ def _result(
         }
     blocked = has_blocking(findings)
     return {
-        "accountId": str(account_id),
+        "accountId": account_id,
         "findings": findings,
         "blocked": blocked,
         "plan": None if blocked else plan,
