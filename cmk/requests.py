@@ -23,13 +23,15 @@ class EnablementRequest(TypedDict):
     requestedBy: NotRequired[Actor]
     approvedBy: NotRequired[Actor]
     rejectedBy: NotRequired[Actor]
+    # The decider's comment, carried with the request past continue_as_new (the history then no longer has it).
+    decisionComment: NotRequired[str]
 
 
 _FIELDS = {"accountId", "keyUri", "identity", "dryRun", "approval"}
 
 
 # What the app records in a request (who asked, who decided); never accepted from a caller's body.
-RECORDED_FIELDS = ("requestedBy", "approvedBy", "rejectedBy")
+RECORDED_FIELDS = ("requestedBy", "approvedBy", "rejectedBy", "decisionComment")
 
 
 def without_records(request: Any) -> Any:

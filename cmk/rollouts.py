@@ -14,7 +14,6 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from cmk import clients, clouds, settings
 from cmk.arm import describe, is_forbidden, is_not_found
@@ -25,6 +24,7 @@ from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
 from cmk.key_uris import accepted_key_uri
 from cmk.orchestration import AccountOutput, Outcome
 from cmk.requests import SYSTEM_ASSIGNED
+from cmk.resource_graph import kql_string, query_all
 from cmk.resource_ids import (
     parse_account_id,
     parse_identity_id,
@@ -34,7 +34,6 @@ from cmk.resource_ids import (
 
 MAX_ACCOUNTS_PER_REQUEST = 10_000
 MAX_CONCURRENCY = 500
-RESOURCE_GRAPH_PAGE_SIZE = 1000
 ID_BATCH = 200
 METRICS_API_VERSION = "2023-10-01"
 METRICS_READERS = 8
@@ -196,20 +195,16 @@ class Discovery(TypedDict):
     scopeFindings: NotRequired[list[ScopeFinding]]
 
 
-def _kql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> str:
     """The Resource Graph query for Cosmos DB accounts in a scope (or with given ids)."""
     lines = ["resources", "| where type =~ 'microsoft.documentdb/databaseaccounts'"]
     if ids:
-        lines.append(f"| where id in~ ({', '.join(_kql_string(i) for i in ids)})")
+        lines.append(f"| where id in~ ({', '.join(kql_string(i) for i in ids)})")
     if scope and scope.get("resourceGroups"):
-        lines.append(f"| where resourceGroup in~ ({', '.join(_kql_string(g) for g in scope['resourceGroups'])})")
+        lines.append(f"| where resourceGroup in~ ({', '.join(kql_string(g) for g in scope['resourceGroups'])})")
     tags: dict[str, str] = scope.get("tags", {}) if scope else {}
     for name, value in tags.items():
-        lines.append(f"| where tags[{_kql_string(name)}] =~ {_kql_string(value)}")
+        lines.append(f"| where tags[{kql_string(name)}] =~ {kql_string(value)}")
     lines.append(
         "| project id, name, subscriptionId, resourceGroup, location, tags, "
         "keyVaultKeyUri = tostring(properties.keyVaultKeyUri)"
@@ -218,29 +213,13 @@ def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> s
     return "\n".join(lines)
 
 
-def _query_all(query: str, subscriptions: list[str]) -> tuple[list[dict[str, Any]], int]:
-    client = clients.resource_graph()
-    rows: list[dict[str, Any]] = []
-    token: str | None = None
-    pages = 0
-    while True:
-        options = QueryRequestOptions(top=RESOURCE_GRAPH_PAGE_SIZE, skip_token=token, result_format="objectArray")
-        response = client.resources(QueryRequest(subscriptions=subscriptions, query=query, options=options))
-        pages += 1
-        data: Any = response.data or []
-        rows.extend(data if isinstance(data, list) else [])
-        token = response.skip_token
-        if not token:
-            return rows, pages
-
-
 def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) -> Discovery:
     """Every account named or in scope, with what ordering and key choice need. Read-only."""
     found: dict[str, dict[str, Any]] = {}
     pages = 0
     scope_findings: list[ScopeFinding] = []
     if scope:
-        rows, count = _query_all(account_query(scope), scope["subscriptions"])
+        rows, count = query_all(account_query(scope), scope["subscriptions"])
         pages += count
         found.update({str(row["id"]).lower(): row for row in rows})
         seen = {str(row.get("subscriptionId") or parse_account_id(row["id"]).subscription_id).lower() for row in rows}
@@ -254,7 +233,7 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
     for start in range(0, len(wanted), ID_BATCH):
         batch = wanted[start : start + ID_BATCH]
         subscriptions = sorted({a.subscription_id for a in batch})
-        rows, count = _query_all(account_query(None, [str(a) for a in batch]), subscriptions)
+        rows, count = query_all(account_query(None, [str(a) for a in batch]), subscriptions)
         pages += count
         found.update({str(row["id"]).lower(): row for row in rows})
     missing = [str(a) for a in named if a.key not in found]

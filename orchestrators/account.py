@@ -392,6 +392,8 @@ def _await_approval(
     timeout_task.cancel()  # type: ignore[no-untyped-call]
     decision = _event_payload(decision_task.result)
     by = _decider(decision.get("by"))
+    if isinstance(decision.get("comment"), str) and decision["comment"]:
+        request["decisionComment"] = decision["comment"]
     if not decision.get("approved"):
         if by is not None:
             request["rejectedBy"] = by  # carried into the output (and across continue_as_new) with the request

@@ -438,11 +438,11 @@ def _decision(raw: Any) -> dict[str, Any] | None:
 
 
 def _recorded_decision(output: dict[str, Any], request: dict[str, Any]) -> dict[str, Any] | None:
-    """Who decided, as the orchestration carries it past continue_as_new (the comment is only in the history)."""
+    """Who decided, and their comment, as the orchestration carries them past continue_as_new."""
     for key, approved in (("approvedBy", True), ("rejectedBy", False)):
         actor = output.get(key) or request.get(key)
         if actor:
-            return {"approved": approved, "by": actor, "comment": None}
+            return {"approved": approved, "by": actor, "comment": request.get("decisionComment")}
     return None
 
 

@@ -72,6 +72,7 @@ class Run:
     generations: int
     calls: list[tuple[str, Any]] = field(default_factory=list)
     statuses: list[Any] = field(default_factory=list)
+    inputs: list[Any] = field(default_factory=list)  # each generation's input, the first one's included
 
     def count(self, activity: str) -> int:
         return sum(1 for name, _ in self.calls if name == activity)
@@ -91,6 +92,7 @@ def drive(
     now = START
     run = Run(output=None, now=now, generations=0)
     for _ in range(max_generations):
+        run.inputs.append(orchestration_input)
         context = FakeContext(orchestration_input, now, instance_id)
         generator = orchestrator(context)
         sent: Any = None

@@ -12,6 +12,7 @@ import pytest
 from cmk.orchestration import AccountInput, OrchestrationConfig
 from orchestrators.account import run_account
 from tests.orchestrators.harness import START, Activity, Run, drive
+from triggers.status_api import _recorded_decision
 
 SUB = "00000000-0000-4000-8000-000000000001"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a"
@@ -307,6 +308,21 @@ def test_an_approval_runs_preflight_again_before_the_key_patch() -> None:
     assert run.output["outcome"] == "Enabled"
     assert run.count("preflight") == 2
     assert azure.patched_at is not None and azure.patched_at >= START + timedelta(hours=3)
+
+
+def test_the_deciders_comment_outlives_continue_as_new() -> None:
+    # A week-long encryption continues as new many times: the approval's history goes, its comment must not.
+    decision = {"approved": True, "comment": "change 4711", "by": {"objectId": "o-1", "displayName": "Ana"}}
+    run = _run(
+        Azure(timedelta(days=7)), _input(approval="required"), events={"approval": (timedelta(hours=1), decision)}
+    )
+    assert run.output["outcome"] == "Enabled" and run.generations > 10
+    assert run.inputs[-1]["request"]["decisionComment"] == "change 4711"
+    assert _recorded_decision(run.output, run.inputs[-1]["request"]) == {
+        "approved": True,
+        "by": run.output["approvedBy"],
+        "comment": "change 4711",
+    }
 
 
 def test_a_reattach_follows_the_given_operation_without_any_patch() -> None:
