@@ -4,7 +4,8 @@ One setting chooses them all, so an app deployed in Azure Government or Azure Ch
 that cloud's token audience and accepts only that cloud's key URIs. Sources, per value:
 
 - ARM endpoint and credential scope: azure-mgmt-core 1.6 `azure.mgmt.core.tools.get_arm_endpoints` (the SDK's own
-  table of `resource_manager` and `credential_scopes` per AzureClouds value).
+  table of `resource_manager` and `credential_scopes` per AzureClouds value), read from it.
+- Sign-in authority: azure-identity's `AzureAuthorityHosts`.
 - Key Vault and Managed HSM DNS suffixes: azure-cli `azure/cli/core/cloud.py` (`keyvault_dns`, `mhsm_dns` of
   AzureCloud, AzureUSGovernment, AzureChinaCloud), which are the hosts Key Vault documents per cloud.
 - Cosmos DB data-plane suffix: "Azure Government: compare to global Azure" (documents.azure.com ->
@@ -21,6 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from azure.core import AzureClouds
+from azure.identity import AzureAuthorityHosts
+from azure.mgmt.core.tools import get_arm_endpoints
 
 from cmk import settings
 
@@ -44,36 +49,36 @@ class Cloud:
         return host.endswith("." + self.key_vault_suffix) or host.endswith("." + self.managed_hsm_suffix)
 
 
-AZURE_CLOUD = Cloud(
-    name="AzureCloud",
-    arm_endpoint="https://management.azure.com",
-    arm_scope="https://management.azure.com/.default",
-    key_vault_suffix="vault.azure.net",
-    managed_hsm_suffix="managedhsm.azure.net",
-    cosmos_suffix="documents.azure.com",
-    authority_host="login.microsoftonline.com",
-)
-AZURE_US_GOVERNMENT = Cloud(
-    name="AzureUSGovernment",
-    arm_endpoint="https://management.usgovcloudapi.net",
-    arm_scope="https://management.core.usgovcloudapi.net/.default",
-    key_vault_suffix="vault.usgovcloudapi.net",
-    managed_hsm_suffix="managedhsm.usgovcloudapi.net",
-    cosmos_suffix="documents.azure.us",
-    authority_host="login.microsoftonline.us",
-)
-AZURE_CHINA_CLOUD = Cloud(
-    name="AzureChinaCloud",
-    arm_endpoint="https://management.chinacloudapi.cn",
-    arm_scope="https://management.chinacloudapi.cn/.default",
-    key_vault_suffix="vault.azure.cn",
-    managed_hsm_suffix="managedhsm.azure.cn",
-    cosmos_suffix="documents.azure.cn",
-    authority_host="login.chinacloudapi.cn",
-)
-CLOUDS: dict[str, Cloud] = {
-    cloud.name.lower(): cloud for cloud in (AZURE_CLOUD, AZURE_US_GOVERNMENT, AZURE_CHINA_CLOUD)
+# The SDKs' own tables give the ARM endpoint and token audience (azure-mgmt-core) and the sign-in authority
+# (azure-identity) of each cloud; the suffixes are Key Vault's, Managed HSM's (azure-cli) and Cosmos DB's.
+_SDK_CLOUDS = {
+    "AzureCloud": (AzureClouds.AZURE_PUBLIC_CLOUD, AzureAuthorityHosts.AZURE_PUBLIC_CLOUD),
+    "AzureUSGovernment": (AzureClouds.AZURE_US_GOVERNMENT, AzureAuthorityHosts.AZURE_GOVERNMENT),
+    "AzureChinaCloud": (AzureClouds.AZURE_CHINA_CLOUD, AzureAuthorityHosts.AZURE_CHINA),
 }
+_SUFFIXES = {
+    "AzureCloud": ("vault.azure.net", "managedhsm.azure.net", "documents.azure.com"),
+    "AzureUSGovernment": ("vault.usgovcloudapi.net", "managedhsm.usgovcloudapi.net", "documents.azure.us"),
+    "AzureChinaCloud": ("vault.azure.cn", "managedhsm.azure.cn", "documents.azure.cn"),
+}
+
+
+def _cloud(name: str) -> Cloud:
+    sdk_cloud, authority_host = _SDK_CLOUDS[name]
+    arm = get_arm_endpoints(sdk_cloud)
+    key_vault_suffix, managed_hsm_suffix, cosmos_suffix = _SUFFIXES[name]
+    return Cloud(
+        name=name,
+        arm_endpoint=str(arm["resource_manager"]).rstrip("/"),
+        arm_scope=str(arm["credential_scopes"][0]),
+        key_vault_suffix=key_vault_suffix,
+        managed_hsm_suffix=managed_hsm_suffix,
+        cosmos_suffix=cosmos_suffix,
+        authority_host=authority_host,
+    )
+
+
+CLOUDS: dict[str, Cloud] = {name.lower(): _cloud(name) for name in _SDK_CLOUDS}
 
 
 def current() -> Cloud:
