@@ -238,7 +238,7 @@ def test_rollouts_without_accounts_or_scope_are_a_400(api: Api) -> None:
 
 def test_the_simulated_event_grid_calls_the_webhook_with_its_system_key(api: Api) -> None:
     with api.stack.simulator.state.lock:
-        endpoints = [str(s["endpoint"]) for s in api.stack.simulator.state.event_subscriptions]
+        endpoints = [str(s["endpoint"]) for s in api.stack.simulator.state.events.subscriptions]
     assert len(endpoints) == 1 and endpoints[0].endswith(f"&code={api.keys.eventgrid_extension}")
     handshake: list[dict[str, Any]] = [{"id": "1", "eventType": "Validation", "data": {"validationCode": "c-1"}}]
     headers = {"aeg-event-type": "SubscriptionValidation"}

@@ -1,16 +1,26 @@
 """Azure Resource Manager's front door: what ARM does before and after a resource provider's handler.
 
 In ARM's order: the subscription throttle (or Resource Graph's per-user quota), the subscription check,
-authorization (sandbox/azure/rbac.py), then the handler the route table names (sandbox/azure/routing.py), and a
+authorization (sandbox/azure/authorizer.py), then the handler the route table names (sandbox/azure/routing.py), and a
 list the caller may read only part of answered with that part.
 """
 
 from __future__ import annotations
 
-from sandbox.azure import authorization, cosmos, keyvault, monitor, rbac, resource_graph, resources
-from sandbox.azure.engine import CloudState, Reply, RequestContext
+from sandbox.azure import (
+    authorization,
+    authorizer,
+    cosmos,
+    keyvault,
+    monitor,
+    resource_graph,
+    resources,
+    throughput,
+)
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import ACCOUNT_TYPE
+from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import SCOPE_ANY, SCOPE_TENANT_QUERY, RouteTable, no_route
 from sandbox.azure.throttling import ArmThrottle, ResourceGraphQuota
 
@@ -20,6 +30,7 @@ ROUTE_TABLE = RouteTable.join(
     resource_graph.ROUTES,
     authorization.ROUTES,
     cosmos.ROUTES,
+    throughput.ROUTES,
     keyvault.ROUTES,
     monitor.ROUTES,
     resources.routes(views={ACCOUNT_TYPE: cosmos.account_view}),
@@ -42,7 +53,7 @@ class ArmRouter:
             handler = resolved.handler_for(context.method)
             quota = self.resource_graph_quota.take(context.principal_id, state.now())
             try:
-                rbac.authorize(state, context)
+                authorizer.authorize(state, context)
             except ArmError as error:
                 error.headers = {**quota, **error.headers}
                 raise
@@ -57,9 +68,9 @@ class ArmRouter:
             if resolved is None or resolved.scope != SCOPE_ANY:
                 if not in_subscription:
                     raise no_route(context.method, path)
-                if segments[1].lower() not in state.known_subscriptions():
+                if segments[1].lower() not in state.resources.known_subscriptions():
                     raise ArmError(404, "SubscriptionNotFound", f"The subscription '{segments[1]}' could not be found.")
-            rbac.authorize(state, context)
+            authorizer.authorize(state, context)
             if resolved is None:
                 raise no_route(context.method, path)
             reply = resolved.handler_for(context.method)(state, context, resolved.match)
@@ -71,5 +82,5 @@ class ArmRouter:
         if decision is not None and decision.partial and isinstance(reply.body, dict):
             items = reply.body.get("value")
             if isinstance(items, list):  # a list the caller may read only part of: ARM answers with that part
-                reply.body = {**reply.body, "value": rbac.filter_visible(state, context, items)}
+                reply.body = {**reply.body, "value": authorizer.filter_visible(state, context, items)}
         return reply

@@ -2,7 +2,8 @@
 
 A role assignment counts for authorization checks only `rbacPropagationSeconds` (simulated) after it was created,
 as Azure RBAC "can take several minutes" to apply; assignments that come from the world file are already
-effective. What roles grant, and the checks themselves, are in sandbox/azure/rbac.py.
+effective. What roles grant, and the checks themselves, are in sandbox/azure/rbac.py, grants.py and
+authorizer.py.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import re
 import uuid
 from typing import Any
 
-from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
+from sandbox.azure.conditions import UnsupportedCondition, check_condition
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, bad_request
+from sandbox.azure.grants import find_role
 from sandbox.azure.ids import (
     IDENTITY_TYPE,
     ROLE_ASSIGNMENT_TYPE,
@@ -23,14 +26,8 @@ from sandbox.azure.ids import (
     normalize_id,
     split_role_assignment_id,
 )
-from sandbox.azure.rbac import (
-    BUILTIN_ROLES,
-    UnsupportedCondition,
-    check_condition,
-    find_role,
-    role_from_body,
-    role_guid,
-)
+from sandbox.azure.messages import Reply, RequestContext, iso
+from sandbox.azure.rbac import BUILTIN_ROLES, role_from_body, role_guid
 from sandbox.azure.routing import SCOPE_ANY, RouteMatch, RouteTable, no_route
 
 _PRINCIPAL_TYPES = {"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"}
@@ -54,7 +51,7 @@ def known_principals(state: CloudState) -> set[str]:
         state.settings.system_principal_id.lower(),
         state.settings.first_party_principal_id.lower(),
     }
-    for body in state.resources.values():
+    for body in state.resources.all():
         identity = body.get("identity")
         if isinstance(identity, dict):
             if isinstance(identity.get("principalId"), str):
@@ -66,7 +63,7 @@ def known_principals(state: CloudState) -> set[str]:
         is_identity = str(body.get("type", "")).lower() == IDENTITY_TYPE
         if is_identity and isinstance(properties, dict) and isinstance(properties.get("principalId"), str):
             principals.add(properties["principalId"].lower())
-    for entry in state.requests_log[-2000:]:
+    for entry in state.requests.recent(2000):
         if entry.get("principal"):
             principals.add(str(entry["principal"]).lower())
     return principals
@@ -137,7 +134,7 @@ def put_role_assignment(state: CloudState, context: RequestContext, match: Route
         )
     assignment_id = _assignment_id(scope, name)
     scope_value = "/" if scope in ("", "/") else normalize_id(scope)
-    existing = state.get(assignment_id)
+    existing = state.resources.get(assignment_id)
     if existing is not None:
         existing_properties = existing.get("properties") or {}
         same = (
@@ -151,7 +148,7 @@ def put_role_assignment(state: CloudState, context: RequestContext, match: Route
                 "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
             )
         return Reply(200, existing)
-    for other in state.of_type(ROLE_ASSIGNMENT_TYPE):
+    for other in state.resources.of_type(ROLE_ASSIGNMENT_TYPE):
         other_properties = other.get("properties") or {}
         other_scope = str(other_properties.get("scope") or split_role_assignment_id(str(other["id"]))[0])
         if (
@@ -180,17 +177,15 @@ def put_role_assignment(state: CloudState, context: RequestContext, match: Route
         "type": "Microsoft.Authorization/roleAssignments",
         "name": name,
     }
-    state.put_resource(created)
-    from sandbox.azure.eventgrid import emit_resource_event
-
-    emit_resource_event(state, context, assignment_id, ACTION_WRITE, "Succeeded")
+    state.resources.put(created)
+    state.hooks.resource_written(context, assignment_id, ACTION_WRITE, "Succeeded")
     return Reply(201, created)
 
 
 @ROUTES.route("GET", _ASSIGNMENTS + "/{name}", scope=SCOPE_ANY)
 def get_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     scope, name = _scope(match), match["name"]
-    found = state.get(_assignment_id(scope, name))
+    found = state.resources.get(_assignment_id(scope, name))
     if found is None:
         raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{name}' is not found.")
     return Reply(200, found)
@@ -200,10 +195,10 @@ def get_role_assignment(state: CloudState, context: RequestContext, match: Route
 def delete_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     scope, name = _scope(match), match["name"]
     assignment_id = _assignment_id(scope, name)
-    found = state.get(assignment_id)
+    found = state.resources.get(assignment_id)
     if found is None:
         return Reply(204, None, empty=True)
-    state.delete_resource(assignment_id)
+    state.resources.delete(assignment_id)
     return Reply(200, found)
 
 
@@ -213,7 +208,7 @@ def list_role_assignments(state: CloudState, context: RequestContext, match: Rou
     at_scope_only, principal = _parse_filter(filter_text)
     scope_value = "/" if scope in ("", "/") else normalize_id(scope)
     results: list[Any] = []
-    for assignment in state.of_type(ROLE_ASSIGNMENT_TYPE):
+    for assignment in state.resources.of_type(ROLE_ASSIGNMENT_TYPE):
         properties = assignment.get("properties") or {}
         assignment_scope = str(properties.get("scope") or split_role_assignment_id(str(assignment["id"]))[0])
         above = is_scope_at_or_above(assignment_scope, scope_value)
@@ -282,7 +277,7 @@ def builtin_body(guid: str) -> JsonDict:
 
 
 def _find_custom(state: CloudState, guid: str) -> JsonDict | None:
-    for body in state.of_type(ROLE_DEFINITION_TYPE):
+    for body in state.resources.of_type(ROLE_DEFINITION_TYPE):
         if str(body.get("name", "")).lower() == guid.lower():
             return body
     return None
@@ -307,7 +302,7 @@ def put_role_definition(state: CloudState, context: RequestContext, match: Route
         role = role_from_body(candidate)
     except ValueError as error:
         raise bad_request(f"The role definition is not valid: {error}.", "InvalidRoleDefinition") from error
-    for other in state.of_type(ROLE_DEFINITION_TYPE):
+    for other in state.resources.of_type(ROLE_DEFINITION_TYPE):
         same_name = str((other.get("properties") or {}).get("roleName", "")).lower() == role.name.lower()
         if same_name and str(other.get("name", "")).lower() != name.lower():
             raise ArmError(
@@ -334,7 +329,7 @@ def put_role_definition(state: CloudState, context: RequestContext, match: Route
             "updatedBy": context.principal_id,
         },
     }
-    state.put_resource(created)
+    state.resources.put(created)
     return Reply(200 if existing is not None else 201, created)
 
 
@@ -355,14 +350,14 @@ def delete_role_definition(state: CloudState, context: RequestContext, match: Ro
     found = _find_custom(state, name)
     if found is None:
         return Reply(204, None, empty=True)
-    for assignment in state.of_type(ROLE_ASSIGNMENT_TYPE):
+    for assignment in state.resources.of_type(ROLE_ASSIGNMENT_TYPE):
         if role_guid(str((assignment.get("properties") or {}).get("roleDefinitionId", ""))) == name.lower():
             raise ArmError(
                 409,
                 "RoleDefinitionHasAssignments",
                 "There are existing role assignments referencing role. Delete them before deleting the role.",
             )
-    state.delete_resource(str(found["id"]))
+    state.resources.delete(str(found["id"]))
     return Reply(200, found)
 
 
@@ -374,7 +369,7 @@ def list_role_definitions(state: CloudState, context: RequestContext, match: Rou
     bodies = [builtin_body(guid) for guid in BUILTIN_ROLES]
     bodies += [
         body
-        for body in state.of_type(ROLE_DEFINITION_TYPE)
+        for body in state.resources.of_type(ROLE_DEFINITION_TYPE)
         if any(
             is_scope_at_or_above(str(assignable), scope_value)
             for assignable in (body.get("properties") or {}).get("assignableScopes") or []

@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.azure.engine import CloudState, Operation, Reply, RequestContext, iso
+from sandbox.azure.cosmos_documents import document_endpoint, largest_document_id
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, bad_request, resource_not_found
 from sandbox.azure.ids import (
     ACCOUNT_SERVICE_TYPE,
@@ -27,18 +28,15 @@ from sandbox.azure.ids import (
     region_slug,
     same_key_uri,
 )
-from sandbox.azure.keyvault import (
-    KeyProblem,
-    current_key_version,
-    find_key,
-    find_vault,
-    key_problem,
-    vault_protection_problem,
-)
+from sandbox.azure.keyvault import KeyProblem, key_problem, vault_protection_problem
+from sandbox.azure.messages import Reply, RequestContext, iso
+from sandbox.azure.operation_store import Operation, new_operation_id
 from sandbox.azure.resources import get_resource
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.throughput_model import KIND_THROUGHPUT, raised_ru_per_second
+from sandbox.azure.vault_store import current_key_version, find_key, find_vault
 
-# The operation name of the resource events an account write raises (the request's action is rbac.ACTION_TABLE's).
+# The operation name of the resource events an account write raises (the request's action is in action_table.py).
 ACTION_WRITE = "Microsoft.DocumentDB/databaseAccounts/write"
 
 READ_ONLY_PROPERTIES = frozenset(
@@ -106,17 +104,13 @@ def account_view(state: CloudState, body: JsonDict, api_version: str, base_url: 
         if "documentEndpoint" in properties:
             # The one field that differs from the stored body: the data plane is this simulator.
             properties["documentEndpoint"] = document_endpoint(base_url, str(view.get("name", "")))
-        running = state.in_flight(str(view["id"]))
-        if running is not None and running.kind != KIND_SQL_ROLE_ASSIGNMENT:
+        running = state.operations.in_flight(str(view["id"]))
+        if running is not None and running.kind not in (KIND_SQL_ROLE_ASSIGNMENT, KIND_THROUGHPUT):
             properties["provisioningState"] = "Updating"
         if not is_preview(api_version):
             for name in PREVIEW_ONLY_PROPERTIES:
                 properties.pop(name, None)
     return view
-
-
-def document_endpoint(base_url: str, account_name: str) -> str:
-    return f"{base_url}/cosmos/{account_name.lower()}/"
 
 
 @ROUTES.route("GET", _ACCOUNT)
@@ -125,7 +119,7 @@ def get_account(state: CloudState, context: RequestContext, match: RouteMatch) -
 
 
 def _account_reply(state: CloudState, context: RequestContext, account_id: str) -> Reply:
-    account = state.get(account_id)
+    account = state.resources.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
     return Reply(200, account_view(state, account, context.api_version, context.base_url))
@@ -186,7 +180,7 @@ def resolve_identity(state: CloudState, account: JsonDict, patch_identity: Any, 
                 if existing is not None:
                     users.pop(existing)
                 continue
-            uami = state.get(identity_id)
+            uami = state.resources.get(identity_id)
             if uami is None or str(uami.get("type", "")).lower() != IDENTITY_TYPE:
                 raise bad_request(
                     f"The user assigned identity '{identity_id}' of account '{account['name']}' was not found. "
@@ -298,8 +292,8 @@ def _is_empty(value: Any) -> bool:
     return value is None or value == {} or value == [] or value == ""
 
 
-def _refuse_if_locked(state: CloudState, account: JsonDict) -> None:
-    running = state.in_flight(str(account["id"]))
+def refuse_if_locked(state: CloudState, account: JsonDict) -> None:
+    running = state.operations.in_flight(str(account["id"]))
     if running is None:
         return
     if running.kind == KIND_ENABLE_CMK:
@@ -325,7 +319,7 @@ def _refuse_if_locked(state: CloudState, account: JsonDict) -> None:
 @ROUTES.route("PATCH", _ACCOUNT)
 def patch_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     account_id = match.path
-    account = state.get(account_id)
+    account = state.resources.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
     body = context.body
@@ -334,19 +328,19 @@ def patch_account(state: CloudState, context: RequestContext, match: RouteMatch)
     properties = body.get("properties")
     if properties is not None and not isinstance(properties, dict):
         raise bad_request("'properties' must be an object.", "InvalidRequestContent")
-    _refuse_if_locked(state, account)
+    refuse_if_locked(state, account)
     if properties is not None and "keyVaultKeyUri" in properties:
         plan = _plan_key_change(state, account, body)
     else:
         plan = _plan_update(state, account, body)
-    return _start(state, context, account, plan, body)
+    return start_operation(state, context, account, plan, body)
 
 
 @ROUTES.route("PUT", _ACCOUNT)
 def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """CreateOrUpdate on an existing account: a full-body update (account creation is not simulated)."""
     account_id = match.path
-    account = state.get(account_id)
+    account = state.resources.get(account_id)
     if account is None:
         raise bad_request(
             "The simulator does not create database accounts; describe them in the world file.", "NotSupported"
@@ -354,7 +348,7 @@ def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -
     body = context.body
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise bad_request("The request content must be a JSON object with 'properties'.", "InvalidRequestContent")
-    _refuse_if_locked(state, account)
+    refuse_if_locked(state, account)
     current_uri = (account.get("properties") or {}).get("keyVaultKeyUri")
     sent_uri = body["properties"].get("keyVaultKeyUri")
     changes_key = not (
@@ -367,7 +361,7 @@ def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -
     update = {key: value for key, value in body.items() if key in ("tags", "identity", "properties")}
     update["properties"] = {key: value for key, value in body["properties"].items() if key != "keyVaultKeyUri"}
     plan = _plan_update(state, account, update)
-    return _start(state, context, account, plan, update)
+    return start_operation(state, context, account, plan, update)
 
 
 def _plan_key_change(state: CloudState, account: JsonDict, body: JsonDict) -> Plan:
@@ -406,10 +400,12 @@ def _plan_key_change(state: CloudState, account: JsonDict, body: JsonDict) -> Pl
                 KIND_ROTATE_CMK, duration, "Failed", _problem_error(problem), settings.encryption.failure_after_seconds
             )
         return Plan(KIND_ROTATE_CMK, duration, "Succeeded", None)
-    facts = state.account_facts(str(account["id"]))
+    facts = state.accounts.facts(str(account["id"]))
     model = settings.encryption
     size = facts.data_size_gib if facts.data_size_gib is not None else model.default_data_size_gib
     spare = facts.spare_ru_per_second if facts.spare_ru_per_second is not None else model.default_spare_ru_per_second
+    # Throughput raised since the world began is spare RU/s too (the workload did not grow with it).
+    spare += raised_ru_per_second(state, str(account["id"]))
     duration = model.duration_seconds(size, spare)
     error = encryption_problem(state, account, sent)
     if error is not None:
@@ -458,7 +454,7 @@ def encryption_problem(state: CloudState, account: JsonDict, key_uri: str) -> Js
         )
     builder = any(
         str((service.get("properties") or {}).get("serviceType", "")).lower() == "materializedviewsbuilder"
-        for service in state.of_type(ACCOUNT_SERVICE_TYPE)
+        for service in state.resources.of_type(ACCOUNT_SERVICE_TYPE)
         if id_key(str(service["id"])).startswith(id_key(str(account["id"])) + "/")
     )
     if properties.get("enableMaterializedViews") is True or builder:
@@ -491,10 +487,8 @@ def encryption_problem(state: CloudState, account: JsonDict, key_uri: str) -> Js
     problem = key_problem(state, key_uri, principal, label)
     if problem is not None:
         return _problem_error(problem)
-    facts = state.account_facts(str(account["id"]))
-    from sandbox.azure.dataplane import largest_document_id
-
-    largest = largest_document_id(state, account)
+    facts = state.accounts.facts(str(account["id"]))
+    largest = largest_document_id(facts, account)
     if largest is not None and largest[0] > MAX_ENCRYPTED_ID_BYTES:
         size, location = largest
         return _failure(
@@ -560,7 +554,7 @@ def put_sql_role_assignment(state: CloudState, context: RequestContext, match: R
     """Data-plane role assignment: an asynchronous account operation (202), holding the account's lock."""
     assignment_id = match.path
     account_id = assignment_id[: id_key(assignment_id).rfind("/sqlroleassignments/")]
-    account = state.get(account_id)
+    account = state.resources.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
     name = assignment_id.rstrip("/").rsplit("/", 1)[1]
@@ -578,7 +572,7 @@ def put_sql_role_assignment(state: CloudState, context: RequestContext, match: R
         raise bad_request(f"The role definition '{role}' must be a sqlRoleDefinitions resource of this account.")
     if not (id_key(scope) == account_key or id_key(scope).startswith(account_key + "/")):
         raise bad_request(f"The scope '{scope}' must be the account or a resource within it.")
-    _refuse_if_locked(state, account)
+    refuse_if_locked(state, account)
     created = {
         "id": f"{account['id']}/sqlRoleAssignments/{name}",
         "name": name,
@@ -586,11 +580,11 @@ def put_sql_role_assignment(state: CloudState, context: RequestContext, match: R
         "properties": {"roleDefinitionId": role, "scope": scope, "principalId": principal},
     }
     plan = Plan(KIND_SQL_ROLE_ASSIGNMENT, state.settings.update_operation_seconds, "Succeeded", None)
-    reply = _start(state, context, account, plan, created)
+    reply = start_operation(state, context, account, plan, created)
     return Reply(202, None, headers=reply.headers, empty=True)
 
 
-def _start(state: CloudState, context: RequestContext, account: JsonDict, plan: Plan, body: JsonDict) -> Reply:
+def start_operation(state: CloudState, context: RequestContext, account: JsonDict, plan: Plan, body: JsonDict) -> Reply:
     now = state.now()
     end = now + plan.duration
     if plan.outcome == "Failed" and plan.failure_after is not None:
@@ -598,7 +592,7 @@ def _start(state: CloudState, context: RequestContext, account: JsonDict, plan: 
     parsed = parse_resource_id(str(account["id"]))
     assert parsed is not None
     operation = Operation(
-        id=state.new_operation_id(),
+        id=new_operation_id(),
         account_id=str(account["id"]),
         subscription_id=parsed.subscription_id,
         region=region_slug(str(account.get("location", ""))),
@@ -614,7 +608,7 @@ def _start(state: CloudState, context: RequestContext, account: JsonDict, plan: 
         outcome=plan.outcome,
         error=plan.error,
     )
-    state.add_operation(operation)
+    state.operations.add(operation)
     view = account_view(state, account, context.api_version, context.base_url)
     return Reply(200, view, headers=_async_headers(state, context, operation))
 
@@ -638,7 +632,7 @@ def _async_headers(state: CloudState, context: RequestContext, operation: Operat
 
 
 def _visible_operation(state: CloudState, context: RequestContext, operation_id: str) -> Operation:
-    operation = state.operations.get(operation_id.lower())
+    operation = state.operations.get(operation_id)
     # RPC: the RP validates that the caller is the identity that started the operation; others get a 404 so that
     # operation ids do not leak across principals.
     if operation is None or operation.requested_by.lower() != context.principal_id.lower():
@@ -709,20 +703,22 @@ def operation_result(state: CloudState, context: RequestContext, match: RouteMat
 
 def complete_operation(state: CloudState, operation: Operation) -> None:
     """Apply a finished operation to the account (on success) and raise its ARM event."""
-    account = state.get(operation.account_id)
+    account = state.resources.get(operation.account_id)
     if account is None:
         return
     resource_id, action = str(account["id"]), ACTION_WRITE
     if operation.kind == KIND_SQL_ROLE_ASSIGNMENT:
         resource_id, action = str(operation.changes["id"]), ACTION_SQL_ROLE_ASSIGNMENT_WRITE
         if operation.outcome == "Succeeded":
-            state.put_resource(copy.deepcopy(operation.changes))
+            state.resources.put(copy.deepcopy(operation.changes))
+    elif operation.kind == KIND_THROUGHPUT:
+        changed = operation.changes["body"]
+        resource_id, action = str(changed["id"]), f"{changed['type']}/write"
+        if operation.outcome == "Succeeded":
+            state.resources.put(copy.deepcopy(changed))
     elif operation.outcome == "Succeeded":
-        state.put_resource(_apply(state, account, operation))
-    from sandbox.azure.eventgrid import emit_resource_event
-
-    emit_resource_event(
-        state,
+        state.resources.put(_apply(state, account, operation))
+    state.hooks.resource_written(
         None,
         resource_id,
         action,
@@ -741,15 +737,15 @@ def _apply(state: CloudState, account: JsonDict, operation: Operation) -> JsonDi
         sent = str(changes["properties"]["keyVaultKeyUri"])
         properties["keyVaultKeyUri"] = sent
         parsed = parse_key_uri(sent)
-        vault = find_vault(state, parsed.vault_name) if parsed is not None else None
-        key = find_key(state, vault, parsed.key_name) if vault is not None and parsed is not None else None
+        vault = find_vault(state.resources, parsed.vault_name) if parsed is not None else None
+        key = find_key(state.resources, vault, parsed.key_name) if vault is not None and parsed is not None else None
         version = parsed.version if parsed is not None and parsed.version else None
         properties["keyVaultKeyUriVersion"] = version or (current_key_version(key) if key is not None else None)
         lag = _key_status_lag(state, operation)
         if lag > 0:
             # The encryption has succeeded, but the account does not confirm the key yet (see keyStatusLagSeconds).
             properties.pop("customerManagedKeyStatus", None)
-            state.add_timer(
+            state.operations.add_timer(
                 {
                     "id": f"{TIMER_CONFIRM_KEY_STATUS}/{operation.id}",
                     "kind": TIMER_CONFIRM_KEY_STATUS,
@@ -778,7 +774,7 @@ def _apply(state: CloudState, account: JsonDict, operation: Operation) -> JsonDi
 def _key_status_lag(state: CloudState, operation: Operation) -> float:
     if operation.kind != KIND_ENABLE_CMK:
         return 0.0
-    facts = state.account_facts(operation.account_id)
+    facts = state.accounts.facts(operation.account_id)
     if facts.key_status_lag_seconds is not None:
         return facts.key_status_lag_seconds
     return state.settings.encryption.key_status_lag_seconds
@@ -788,7 +784,7 @@ def fire_timer(state: CloudState, timer: JsonDict) -> None:
     """A timer set by this module fell due: the account now confirms the key it was enabled with."""
     if timer.get("kind") != TIMER_CONFIRM_KEY_STATUS:
         return
-    account = state.get(str(timer["accountId"]))
+    account = state.resources.get(str(timer["accountId"]))
     if account is None:
         return
     current = (account.get("properties") or {}).get("keyVaultKeyUri")
@@ -796,4 +792,4 @@ def fire_timer(state: CloudState, timer: JsonDict) -> None:
         return  # the key changed meanwhile (a rotation sets its own status)
     updated = copy.deepcopy(account)
     updated.setdefault("properties", {})["customerManagedKeyStatus"] = CMK_CONFIRMED
-    state.put_resource(updated)
+    state.resources.put(updated)

@@ -34,13 +34,12 @@ import math
 import re
 import time
 import uuid
-import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from sandbox.azure.cosmos_documents import Documents, account_documents, document_endpoint
 from sandbox.azure.engine import CloudState
 from sandbox.azure.ids import ACCOUNT_TYPE, SQL_ROLE_ASSIGNMENT_TYPE, JsonDict, id_key, is_scope_at_or_above
 from sandbox.azure.tokens import InvalidToken, TokenClaims, read_token
@@ -62,14 +61,11 @@ BUILTIN_DATA_ROLES = {
     ),
 }
 DEFAULT_PAGE_SIZE = 100
-SYNTHETIC_DATABASE = "appdb"
-SYNTHETIC_CONTAINER = "items"
 # Request units of a query page (module docstring). A scan that cannot use the index is charged per document read;
 # about 2 RU per 100 documents is a stand-in of the right order for small documents, not a measured constant.
 QUERY_BASE_CHARGE = 2.5
 QUERY_CHARGE_PER_DOCUMENT_READ = 0.02
 DOCUMENTS_READ_PER_PAGE = 1000
-THROTTLE_WINDOW_SECONDS = 1.0
 _QUERY = re.compile(
     r"^\s*SELECT\s+(?:TOP\s+(?P<top>\d+|@\w+)\s+)?(?P<value>VALUE\s+)?"
     r"(?P<projection>\*|(?P<projected>[A-Za-z_]\w*)\.id)\s+"
@@ -110,147 +106,6 @@ class DataPlaneError(Exception):
             "message": f"{self.message}\r\nActivityId: {uuid.uuid4()}, Microsoft.Azure.Documents.Common/2.14.0",
         }
         return DataPlaneReply(self.status, body, headers)
-
-
-# ----------------------------------------------------------------------------- documents
-
-
-class Documents:
-    """The documents of one container, by position (what a scan reads in order)."""
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def id_at(self, index: int) -> str:
-        raise NotImplementedError
-
-    def document_at(self, index: int) -> JsonDict:
-        return {"id": self.id_at(index)}
-
-    def longest_id(self) -> str | None:
-        raise NotImplementedError
-
-    def scan(self, start: int, keep: Callable[[str], bool], max_items: int, max_read: int) -> tuple[list[int], int]:
-        """Positions from `start` whose id passes `keep`, at most `max_items` of them, reading at most `max_read`
-        documents; and how many documents were read (the page stops at its last result when it is full)."""
-        end = min(len(self), start + max_read)
-        found: list[int] = []
-        index = start
-        while index < end and len(found) < max_items:
-            if keep(self.id_at(index)):
-                found.append(index)
-            index += 1
-        return found, index - start
-
-
-class ListedDocuments(Documents):
-    """Explicit documents from accountData `databases`."""
-
-    def __init__(self, documents: list[JsonDict]) -> None:
-        self._documents = documents
-
-    def __len__(self) -> int:
-        return len(self._documents)
-
-    def id_at(self, index: int) -> str:
-        return str(self._documents[index]["id"])
-
-    def document_at(self, index: int) -> JsonDict:
-        return self._documents[index]
-
-    def longest_id(self) -> str | None:
-        ids = [str(document["id"]) for document in self._documents]
-        return max(ids, key=lambda value: len(value.encode("utf-8"))) if ids else None
-
-
-class SyntheticDocuments(Documents):
-    """`count` documents with ids of one length (36-character GUIDs, or shorter when the largest id is shorter),
-    the last one replaced by the long id when there is one. Ids are computed from the position, so a container of
-    millions costs nothing until a page reads it, and a page whose filter rejects the common length is O(1)."""
-
-    def __init__(self, seed: str, count: int, short_length: int | None, long_id: str | None) -> None:
-        self._seed = seed
-        self._count = count
-        self._short_length = short_length
-        self._long_id = long_id
-
-    def __len__(self) -> int:
-        return self._count
-
-    def _short_id(self, index: int) -> str:
-        if self._short_length is None:
-            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self._seed}/{index}"))
-        width = self._short_length
-        return f"{index:0{width}d}"[-width:]
-
-    def id_at(self, index: int) -> str:
-        if not 0 <= index < self._count:
-            raise IndexError(index)
-        if self._long_id is not None and index == self._count - 1:
-            return self._long_id
-        return self._short_id(index)
-
-    def longest_id(self) -> str | None:
-        if self._long_id is not None:
-            return self._long_id
-        return self._short_id(0) if self._count else None
-
-    def scan(self, start: int, keep: Callable[[str], bool], max_items: int, max_read: int) -> tuple[list[int], int]:
-        if keep(self._short_id(0)):
-            return super().scan(start, keep, max_items, max_read)  # dense: at most max_items ids are computed
-        end = min(self._count, start + max_read)
-        last = self._count - 1
-        if self._long_id is not None and start <= last < end and max_items > 0 and keep(self._long_id):
-            return [last], last + 1 - start
-        return [], end - start
-
-
-def _id_of_length(length: int, seed: str) -> str:
-    alphabet = hashlib.sha256(seed.encode()).hexdigest()
-    prefix = "long-id-"
-    filler = (alphabet * (length // len(alphabet) + 2))[: max(0, length - len(prefix))]
-    return (prefix + filler)[:length]
-
-
-DEFAULT_DOCUMENT_COUNT = 10
-
-
-def account_documents(state: CloudState, account: JsonDict) -> dict[str, dict[str, Documents]]:
-    """The documents of an account: explicit `databases` from accountData, or one synthesized container of
-    `documentCount` documents (default 10, plus the long one when `largestDocumentIdBytes` is over 36)."""
-    facts = state.account_facts(str(account["id"]))
-    if facts.databases is not None:
-        return {
-            database: {container: ListedDocuments(documents) for container, documents in containers.items()}
-            for database, containers in facts.databases.items()
-        }
-    name = str(account.get("name", ""))
-    largest = facts.largest_document_id_bytes
-    short_length: int | None = None
-    long_id: str | None = None
-    if largest is not None and largest <= 36:
-        short_length = largest
-    elif largest is not None:
-        long_id = _id_of_length(largest, name)
-    count = facts.document_count
-    if count is None:
-        count = DEFAULT_DOCUMENT_COUNT + (1 if long_id is not None else 0)
-    documents = SyntheticDocuments(name, count, short_length, long_id)
-    return {SYNTHETIC_DATABASE: {SYNTHETIC_CONTAINER: documents}}
-
-
-def largest_document_id(state: CloudState, account: JsonDict) -> tuple[int, str] | None:
-    """(bytes, "db/container") of the longest document id, as the service-side CMK scan finds it."""
-    best: tuple[int, str] | None = None
-    for database, containers in account_documents(state, account).items():
-        for container, documents in containers.items():
-            longest = documents.longest_id()
-            if longest is None:
-                continue
-            size = len(longest.encode("utf-8"))
-            if best is None or size > best[0]:
-                best = (size, f"{database}/{container}")
-    return best
 
 
 # ----------------------------------------------------------------------------- resource ids
@@ -297,7 +152,7 @@ class DataPlaneRequest:
 
 
 def find_account_by_name(state: CloudState, name: str) -> JsonDict | None:
-    for account in state.of_type(ACCOUNT_TYPE):
+    for account in state.resources.of_type(ACCOUNT_TYPE):
         if str(account.get("name", "")).lower() == name.lower():
             return account
     return None
@@ -340,7 +195,7 @@ def _check_firewall(account: JsonDict) -> None:
 def _granted_data_actions(state: CloudState, account: JsonDict, principal_id: str, resource_path: str) -> list[str]:
     account_id = str(account["id"])
     actions: list[str] = []
-    for assignment in state.of_type(SQL_ROLE_ASSIGNMENT_TYPE):
+    for assignment in state.resources.of_type(SQL_ROLE_ASSIGNMENT_TYPE):
         if not id_key(str(assignment["id"])).startswith(id_key(account_id) + "/"):
             continue
         properties = assignment.get("properties") or {}
@@ -354,7 +209,7 @@ def _granted_data_actions(state: CloudState, account: JsonDict, principal_id: st
         if role_guid in BUILTIN_DATA_ROLES:
             actions.extend(BUILTIN_DATA_ROLES[role_guid])
             continue
-        definition = state.get(role_id)
+        definition = state.resources.get(role_id)
         for permission in ((definition or {}).get("properties") or {}).get("permissions") or []:
             actions.extend(str(action) for action in permission.get("dataActions") or [])
     return actions
@@ -404,7 +259,7 @@ def _route(state: CloudState, account: JsonDict, claims: TokenClaims, request: D
     name = str(account["name"])
     segments = request.segments
     method = request.method.upper()
-    databases = account_documents(state, account)
+    databases = account_documents(state.accounts.facts(str(account["id"])), account)
     if not segments:
         _authorize(state, account, claims, READ_METADATA, "")
         return _account_reply(account, request.base_url)
@@ -470,8 +325,6 @@ def _resolve(names: dict[str, Any], wanted: str, rid_of: Any) -> str | None:
 
 
 def _account_reply(account: JsonDict, base_url: str) -> DataPlaneReply:
-    from sandbox.azure.cosmos import document_endpoint
-
     endpoint = document_endpoint(base_url, str(account["name"]))
     properties = account.get("properties") or {}
     locations = properties.get("locations") or []
@@ -785,58 +638,11 @@ def _page(
 # ----------------------------------------------------------------------------- request units
 
 
-@dataclass
-class _AccountWindow:
-    charges: deque[tuple[float, float]] = field(default_factory=deque)
-    total: float = 0.0
-
-    def consumed(self, now: float) -> float:
-        while self.charges and self.charges[0][0] <= now - THROTTLE_WINDOW_SECONDS:
-            _at, charge = self.charges.popleft()
-            self.total -= charge
-        if not self.charges:
-            self.total = 0.0
-        return self.total
-
-    def seconds_until_below(self, limit: float, now: float) -> float:
-        remaining = self.consumed(now)
-        for at, charge in self.charges:
-            remaining -= charge
-            if remaining < limit:
-                return max(0.001, at + THROTTLE_WINDOW_SECONDS - now)
-        return 0.001
-
-
-class RequestUnitLedger:
-    """Request units charged per account on the simulated clock: the last second of each account's charges (for
-    throttling) and a bounded history of charged and throttled requests (for tests). In memory only: like ARM's
-    token buckets, a restarted simulator starts with idle accounts."""
-
-    HISTORY = 200_000
-
-    def __init__(self) -> None:
-        self._windows: dict[str, _AccountWindow] = {}
-        self.history: deque[JsonDict] = deque(maxlen=self.HISTORY)
-
-    def window(self, account_id: str) -> _AccountWindow:
-        return self._windows.setdefault(id_key(account_id), _AccountWindow())
-
-
-_LEDGERS: weakref.WeakKeyDictionary[CloudState, RequestUnitLedger] = weakref.WeakKeyDictionary()
-
-
-def ledger(state: CloudState) -> RequestUnitLedger:
-    found = _LEDGERS.get(state)
-    if found is None:
-        found = _LEDGERS[state] = RequestUnitLedger()
-    return found
-
-
 def request_charges(state: CloudState, account_id: str | None = None) -> list[JsonDict]:
     """Charged and throttled data-plane requests, oldest first: `{time (simulated epoch seconds), account, path,
     priority ("Low" | "High"), status (200 | 429), charge}`; call under `state.lock`."""
     wanted = id_key(account_id) if account_id is not None else None
-    return [dict(entry) for entry in ledger(state).history if wanted is None or entry["account"] == wanted]
+    return [dict(entry) for entry in state.request_units.history if wanted is None or entry["account"] == wanted]
 
 
 def _is_low_priority(headers: dict[str, str]) -> bool:
@@ -844,7 +650,7 @@ def _is_low_priority(headers: dict[str, str]) -> bool:
 
 
 def _throughput_limit(state: CloudState, account: JsonDict, low_priority: bool) -> float | None:
-    facts = state.account_facts(str(account["id"]))
+    facts = state.accounts.facts(str(account["id"]))
     if low_priority:
         spare = facts.spare_ru_per_second
         return spare if spare is not None else state.settings.encryption.default_spare_ru_per_second
@@ -857,8 +663,8 @@ def _charged(
     """Serve a request that consumes the account's throughput: 429 while the last second's charges have reached
     the request's limit (spare RU/s for low priority), else serve it and charge what its reply says."""
     account_id = str(account["id"])
-    window = ledger(state).window(account_id)
-    history = ledger(state).history
+    window = state.request_units.window(account_id)
+    history = state.request_units.history
     now = state.now()
     low = _is_low_priority(request.headers)
     limit = _throughput_limit(state, account, low)

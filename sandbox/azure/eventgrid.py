@@ -20,46 +20,12 @@ from typing import Any
 
 import aiohttp
 
-from sandbox.azure.engine import CloudState, RequestContext, iso
+from sandbox.azure.engine import CloudState, ResourceWritten
 from sandbox.azure.ids import JsonDict, parse_resource_id
+from sandbox.azure.messages import RequestContext, iso
 
-SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")
-_SUBSCRIPTION_FIELDS = {
-    "name",
-    "endpoint",
-    "schema",
-    "subjectBeginsWith",
-    "subjectEndsWith",
-    "includedEventTypes",
-    "azureSubscriptionId",
-}
 # Event Grid does not retry these: the endpoint rejected the event itself.
 _NO_RETRY_STATUSES = {400, 413}
-
-
-def validate_event_subscription(subscription: Any, index: int) -> JsonDict:
-    if not isinstance(subscription, dict):
-        raise ValueError("an event subscription must be an object")
-    unknown = sorted(set(subscription) - _SUBSCRIPTION_FIELDS)
-    if unknown:
-        raise ValueError(f"event subscription: unknown field(s) {unknown}; known: {sorted(_SUBSCRIPTION_FIELDS)}")
-    endpoint = subscription.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-        raise ValueError("event subscription: 'endpoint' must be an http(s) URL")
-    schema = subscription.get("schema", "EventGridSchema")
-    if schema not in SCHEMAS:
-        raise ValueError(f"event subscription: 'schema' must be one of {list(SCHEMAS)}")
-    included = subscription.get("includedEventTypes")
-    if included is not None and (not isinstance(included, list) or not all(isinstance(t, str) for t in included)):
-        raise ValueError("event subscription: 'includedEventTypes' must be a list of strings")
-    normalized: JsonDict = {"name": str(subscription.get("name") or f"subscription-{index + 1}"), "endpoint": endpoint}
-    normalized["schema"] = schema
-    for optional in ("subjectBeginsWith", "subjectEndsWith", "azureSubscriptionId"):
-        if subscription.get(optional) is not None:
-            normalized[optional] = str(subscription[optional])
-    if included is not None:
-        normalized["includedEventTypes"] = included
-    return normalized
 
 
 def _event_type(action: str, status: str) -> str:
@@ -89,6 +55,26 @@ def _claims(raw: JsonDict, tenant_id: str) -> JsonDict:
     }
 
 
+def publisher(state: CloudState) -> ResourceWritten:
+    """The `hooks.resource_written` that raises ARM's resource events here."""
+
+    def publish(
+        context: RequestContext | None,
+        resource_id: str,
+        action: str,
+        status: str,
+        *,
+        claims: JsonDict | None = None,
+        http_method: str | None = None,
+        http_url: str | None = None,
+    ) -> None:
+        emit_resource_event(
+            state, context, resource_id, action, status, claims=claims, http_method=http_method, http_url=http_url
+        )
+
+    return publish
+
+
 def emit_resource_event(
     state: CloudState,
     context: RequestContext | None,
@@ -101,7 +87,7 @@ def emit_resource_event(
     http_url: str | None = None,
 ) -> None:
     """Queue one ARM resource event for every matching subscriber."""
-    if not state.event_subscriptions:
+    if not state.events.subscriptions:
         return
     parsed = parse_resource_id(resource_id)
     subscription_id = parsed.subscription_id if parsed is not None else ""
@@ -139,7 +125,7 @@ def emit_resource_event(
         }
     )
     topic = f"/subscriptions/{subscription_id}"
-    for subscription in state.event_subscriptions:
+    for subscription in state.events.subscriptions:
         if not _matches(subscription, resource_id, event_type, subscription_id):
             continue
         if subscription["schema"] == "CloudEventSchemaV1_0":
@@ -168,7 +154,7 @@ def emit_resource_event(
         copies = 2 if state.rng.random() < state.settings.event_delivery.duplicate_probability else 1
         for _copy in range(copies):
             delay = state.rng.uniform(0, state.settings.event_delivery.max_delay_seconds)
-            state.queue_delivery(
+            state.events.queue(
                 {
                     "deliveryId": str(uuid.uuid4()),
                     "subscription": subscription["name"],
@@ -232,7 +218,7 @@ class EventDispatcher:
             due = sorted(
                 (
                     delivery
-                    for delivery in state.pending_deliveries.values()
+                    for delivery in state.events.pending.values()
                     if delivery["dueAt"] <= now and delivery["deliveryId"] not in self._in_flight
                 ),
                 key=lambda delivery: float(delivery["dueAt"]),
@@ -274,7 +260,7 @@ class EventDispatcher:
             attempt = int(delivery["attempt"]) + 1
             give_up = not delivered and (status in _NO_RETRY_STATUSES or attempt >= settings.max_attempts)
             outcome = "delivered" if delivered else "dropped" if give_up else "retrying"
-            state.log_delivery(
+            state.events.record(
                 {
                     "time": iso(state.now()),
                     "deliveryId": delivery["deliveryId"],
@@ -291,11 +277,11 @@ class EventDispatcher:
                 }
             )
             if delivered or give_up:
-                state.finish_delivery(str(delivery["deliveryId"]))
+                state.events.finish(str(delivery["deliveryId"]))
             else:
                 schedule = settings.retry_schedule_seconds or (10.0,)
                 delivery["attempt"] = attempt
                 delivery["dueAt"] = state.now() + schedule[min(attempt - 1, len(schedule) - 1)]
-                state.update_delivery(delivery)
+                state.events.update(delivery)
             state.commit()
             self._in_flight.discard(str(delivery["deliveryId"]))

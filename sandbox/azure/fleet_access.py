@@ -14,6 +14,8 @@ resources through the simulator's ARM as an Owner would, and runs the demo with 
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import uuid
 from collections.abc import Iterable
@@ -22,7 +24,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from pycep import BicepParser  # a dev dependency (requirements-dev.txt), like the whole sandbox
+
 from sandbox.azure.ids import VAULT_TYPE, JsonDict, id_key, parse_resource_id, resource_type_of
+from sandbox.azure.world import DEFAULT_SYSTEM_PRINCIPAL_ID
 
 FLEET_ACCESS = Path(__file__).resolve().parents[2] / "infra" / "fleet-access"
 SUBSCRIPTIONS_TEMPLATE = FLEET_ACCESS / "subscriptions.bicep"
@@ -70,8 +75,6 @@ class _Target:
 
 @cache
 def _parse(path: Path) -> JsonDict:
-    from pycep import BicepParser  # a dev dependency (requirements-dev.txt), like the whole sandbox
-
     return cast(JsonDict, BicepParser().parse(file_path=path))
 
 
@@ -372,17 +375,12 @@ def regrant(world: JsonDict, principal_ids: Iterable[str], *, installation: str)
 def main(argv: list[str] | None = None) -> int:
     """`python -m sandbox.azure.fleet_access WORLD [--principal ID]... [--installation NAME]`: rewrite a world file
     so the app's principal holds exactly what infra/fleet-access grants (the shipped demo world is made so)."""
-    import argparse
-    import json
-
     parser = argparse.ArgumentParser(prog="python -m sandbox.azure.fleet_access", description=main.__doc__)
     parser.add_argument("world", type=Path)
     parser.add_argument("--principal", action="append", help="default: the world's simulator.systemPrincipalId")
     parser.add_argument("--installation", default=DEFAULT_INSTALLATION, help="installationName (custom role names)")
     arguments = parser.parse_args(argv)
     world = json.loads(arguments.world.read_text(encoding="utf-8"))
-    from sandbox.azure.world import DEFAULT_SYSTEM_PRINCIPAL_ID
-
     principals = arguments.principal or [
         (world.get("simulator") or {}).get("systemPrincipalId") or DEFAULT_SYSTEM_PRINCIPAL_ID
     ]

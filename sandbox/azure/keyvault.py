@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.azure.engine import CloudState, Reply, RequestContext
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import bad_request, resource_not_found
-from sandbox.azure.ids import VAULT_TYPE, JsonDict, KeyUri, parse_key_uri
-from sandbox.azure.rbac import CMK_KEY_DATA_ACTIONS, has_data_actions
+from sandbox.azure.grants import has_data_actions
+from sandbox.azure.ids import JsonDict, KeyUri, parse_key_uri
+from sandbox.azure.messages import Reply, RequestContext
+from sandbox.azure.rbac import CMK_KEY_DATA_ACTIONS
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.vault_store import find_key, find_vault, key_version_properties
 
 ACCESS_POLICY_LIMIT = 1024
 CMK_KEY_PERMISSIONS = ("get", "wrapkey", "unwrapkey")
@@ -25,42 +28,6 @@ class KeyProblem:
     code: str
     message: str
     status_code: str
-
-
-def find_vault(state: CloudState, vault_name: str) -> JsonDict | None:
-    """Vault names are globally unique, so a key URI names exactly one vault."""
-    wanted = vault_name.lower()
-    for vault in state.of_type(VAULT_TYPE):
-        if str(vault.get("name", "")).lower() == wanted:
-            return vault
-        uri = str((vault.get("properties") or {}).get("vaultUri", ""))
-        if uri.lower().startswith(f"https://{wanted}.vault."):
-            return vault
-    return None
-
-
-def find_key(state: CloudState, vault: JsonDict, key_name: str) -> JsonDict | None:
-    return state.get(f"{vault['id']}/keys/{key_name}")
-
-
-def key_version_properties(state: CloudState, key: JsonDict, version: str | None) -> JsonDict | None:
-    """Properties of the requested version, or of the current one when `version` is None."""
-    if version is None:
-        properties = key.get("properties")
-        return properties if isinstance(properties, dict) else None
-    found = state.get(f"{key['id']}/versions/{version}")
-    if found is None:
-        return None
-    properties = found.get("properties")
-    return properties if isinstance(properties, dict) else None
-
-
-def current_key_version(key: JsonDict) -> str | None:
-    uri = (key.get("properties") or {}).get("keyUriWithVersion")
-    if not isinstance(uri, str) or "/keys/" not in uri:
-        return None
-    tail = uri.rstrip("/").split("/keys/", 1)[1]
-    return tail.split("/", 1)[1] if "/" in tail else None
 
 
 def vault_network_blocks_trusted_services(vault: JsonDict) -> bool:
@@ -99,7 +66,7 @@ def key_problem(state: CloudState, key_uri: str, principal_id: str | None, ident
             f"https://<vault>.vault.azure.net/keys/<key>. See {TROUBLESHOOTING} (4006).",
             "4006",
         )
-    vault = find_vault(state, parsed.vault_name)
+    vault = find_vault(state.resources, parsed.vault_name)
     if vault is None:
         return KeyProblem(
             "KeyVaultNotFound",
@@ -115,8 +82,8 @@ def key_problem(state: CloudState, key_uri: str, principal_id: str | None, ident
             f"See {TROUBLESHOOTING} (4016).",
             "4016",
         )
-    key = find_key(state, vault, parsed.key_name)
-    properties = key_version_properties(state, key, parsed.version) if key is not None else None
+    key = find_key(state.resources, vault, parsed.key_name)
+    properties = key_version_properties(state.resources, key, parsed.version) if key is not None else None
     if key is None or properties is None:
         return KeyProblem(
             "KeyNotFound",
@@ -169,7 +136,7 @@ def _key_state_problem(state: CloudState, parsed: KeyUri, properties: JsonDict, 
 
 def vault_protection_problem(state: CloudState, key_uri: str) -> KeyProblem | None:
     parsed = parse_key_uri(key_uri)
-    vault = find_vault(state, parsed.vault_name) if parsed is not None else None
+    vault = find_vault(state.resources, parsed.vault_name) if parsed is not None else None
     if vault is None:
         return None
     properties = vault.get("properties") or {}
@@ -196,7 +163,7 @@ def vault_protection_problem(state: CloudState, key_uri: str) -> KeyProblem | No
 )
 def update_access_policy(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     vault_id, kind = "/".join(match.path.split("/")[:-2]), match["kind"]
-    vault = state.get(vault_id)
+    vault = state.resources.get(vault_id)
     if vault is None:
         raise resource_not_found(vault_id)
     operation = kind.lower()
@@ -236,11 +203,9 @@ def update_access_policy(state: CloudState, context: RequestContext, match: Rout
             "AccessPolicyLimitExceeded",
         )
     properties["accessPolicies"] = policies
-    state.put_resource({**vault, "properties": properties})
-    from sandbox.azure.eventgrid import emit_resource_event
-
+    state.resources.put({**vault, "properties": properties})
     policies_id = f"{vault['id']}/accessPolicies/"
-    emit_resource_event(state, context, str(vault["id"]), ACTION_ACCESS_POLICY_WRITE, "Succeeded")
+    state.hooks.resource_written(context, str(vault["id"]), ACTION_ACCESS_POLICY_WRITE, "Succeeded")
     return Reply(
         200,
         {

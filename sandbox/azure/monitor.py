@@ -9,10 +9,12 @@ defaults, which are also what its encryption will take.
 
 from __future__ import annotations
 
-from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, resource_not_found
 from sandbox.azure.ids import ACCOUNT_TYPE
+from sandbox.azure.messages import Reply, RequestContext, iso
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.throughput_model import raised_ru_per_second
 
 SERVED = {
     "DataUsage": ("Data Usage", "Bytes"),
@@ -28,7 +30,7 @@ ROUTES = RouteTable()
 def account_metrics(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """Azure Monitor's extension route on a resource (only accounts have metrics here)."""
     account_path = "/subscriptions/" + match["resource"]
-    account = state.get(account_path)
+    account = state.resources.get(account_path)
     if account is None or str(account.get("type", "")).lower() != ACCOUNT_TYPE:
         raise resource_not_found(account_path)
     requested = [name.strip() for name in (context.query.get("metricnames") or "").split(",") if name.strip()]
@@ -40,10 +42,11 @@ def account_metrics(state: CloudState, context: RequestContext, match: RouteMatc
             f"Failed to find metric configuration for provider: Microsoft.DocumentDB, resource Type: "
             f"databaseAccounts, metric: {', '.join(unknown) or '(none)'}; served: {', '.join(SERVED)}.",
         )
-    facts = state.account_facts(account_path)
+    facts = state.accounts.facts(account_path)
     model = state.settings.encryption
     size_gib = facts.data_size_gib if facts.data_size_gib is not None else model.default_data_size_gib
     spare = facts.spare_ru_per_second if facts.spare_ru_per_second is not None else model.default_spare_ru_per_second
+    spare += raised_ru_per_second(state, account_path)  # a throughput raise is provisioned and spare alike
     values = {"DataUsage": size_gib * 2**30, "ProvisionedThroughput": spare, "NormalizedRUConsumption": 0.0}
     now = state.now()
     start = now - 3600

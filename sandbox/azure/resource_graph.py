@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.azure.engine import CloudState, Reply, RequestContext
+from sandbox.azure.authorizer import visible
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import JsonDict, parse_resource_id, region_slug
-from sandbox.azure.rbac import visible
+from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import SCOPE_TENANT_QUERY, RouteMatch, RouteTable
 
 MAX_TOP = 1000
@@ -416,7 +417,7 @@ def _sortable(value: Any) -> tuple[int, Any]:
 def resource_rows(state: CloudState) -> list[JsonDict]:
     """The `resources` table: top-level resources shaped like ARG rows."""
     rows: list[JsonDict] = []
-    for body in state.resources.values():
+    for body in state.resources.all():
         parsed = parse_resource_id(str(body.get("id", "")))
         if parsed is None or len(parsed.type_segments) != 1 or len(parsed.name_segments) != 1:
             continue
@@ -453,7 +454,7 @@ def resources_query(state: CloudState, context: RequestContext, match: RouteMatc
 def query_resources(
     state: CloudState, context: RequestContext, *, visible: Callable[[str], bool] | None = None
 ) -> Reply:
-    """Run the query over the rows `visible` keeps (ARG answers with what the caller may read: rbac.py)."""
+    """Run the query over the rows `visible` keeps (ARG answers with what the caller may read: authorizer.py)."""
     request = context.body
     if not isinstance(request, dict) or not isinstance(request.get("query"), str):
         raise ArmError(400, "BadRequest", "The request body must contain a 'query' string.")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from sandbox.azure.engine import CloudState, Reply, RequestContext
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import resource_not_found
 from sandbox.azure.ids import JsonDict, id_key, parse_resource_id
+from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import RouteMatch, RouteTable
 
 # The body a GET shows for a stored resource of one type (`cosmos.account_view` for accounts); stored as is otherwise.
@@ -19,7 +20,7 @@ _RESOURCE = "/subscriptions/{subscription}[/resourceGroups/{group}]/providers/{n
 
 
 def get_resource(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
-    found = state.get(match.path)
+    found = state.resources.get(match.path)
     if found is None:
         raise resource_not_found(match.path)
     return Reply(200, found)
@@ -51,10 +52,11 @@ def collection(state: CloudState, context: RequestContext, path: str, type_key: 
         # top-level type: the parent is a subscription or resource group
         parent_prefix = parent_prefix.split("/providers/")[0]
     values = []
-    for key in state.keys_of_type(type_key):
+    for key in state.resources.keys_of_type(type_key):
         if not key.startswith(parent_prefix + "/"):
             continue
-        body = state.resources[key]
+        body = state.resources.get(key)
+        assert body is not None  # a key of the type index
         if view is not None:
             body = view(state, body, context.api_version, context.base_url)
         values.append(body)

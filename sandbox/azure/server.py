@@ -19,14 +19,16 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from sandbox.azure import dataplane, rbac
+from sandbox.azure import dataplane
+from sandbox.azure.action_table import map_request
 from sandbox.azure.arm import ArmRouter
 from sandbox.azure.clouds import audience_error, cloud_named
-from sandbox.azure.engine import CloudState, Reply, RequestContext, iso
+from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.eventgrid import EventDispatcher
-from sandbox.azure.faults import AFTER_APPLY_KINDS, pick_fault
+from sandbox.azure.faults import AFTER_APPLY_KINDS
 from sandbox.azure.ids import IDENTITY_TYPE, JsonDict, id_key
+from sandbox.azure.messages import Reply, RequestContext, iso
 from sandbox.azure.tls import TlsFiles
 from sandbox.azure.tokens import InvalidToken, TokenClaims, derived_guid, mint_token, read_token
 
@@ -66,7 +68,7 @@ class SimulatorServer:
         def wake_dispatcher() -> None:
             loop.call_soon_threadsafe(self.dispatcher.wake)
 
-        self.state.event_listener = wake_dispatcher
+        self.state.events.listener = wake_dispatcher
         main = web.Application(client_max_size=16 * 1024 * 1024)
         main.router.add_route("*", "/{tail:.*}", self._handle)
         identity = web.Application()
@@ -128,7 +130,7 @@ class SimulatorServer:
                 response, log_entry = self._serve_arm(request, body)
             if fault is not None:
                 self._mark_after_apply(log_entry, fault)
-            state.log_request(log_entry)
+            state.requests.append(log_entry)
             state.commit()
         if fault is not None:
             return self._after_apply_reply(request, fault)
@@ -139,10 +141,8 @@ class SimulatorServer:
         state = self.state
         with state.lock:
             state.settle()
-            fault = pick_fault(state.faults, request.method, request.path_qs, state.rng, body)
+            fault = state.faults.take(request.method, request.path_qs, body)
             if fault is not None and fault.get("remaining") is not None:
-                fault["remaining"] = int(fault["remaining"]) - 1
-                state.save_fault(fault)
                 state.commit()
         return fault
 
@@ -169,7 +169,7 @@ class SimulatorServer:
         with state.lock:
             entry = self._log_entry(request, body, 0 if kind == "reset" else int(fault["status"]), None, None)
             entry["fault"] = fault["id"]
-            state.log_request(entry)
+            state.requests.append(entry)
             state.commit()
         if kind == "reset":
             self._reset(request)
@@ -215,7 +215,7 @@ class SimulatorServer:
     def _serve_arm(self, request: web.Request, body: bytes) -> tuple[web.Response, JsonDict]:
         claims: TokenClaims | None = None
         context: RequestContext | None = None
-        mapped = rbac.map_request(request.method, request.path)  # the action, from the one table (rbac.py)
+        mapped = map_request(request.method, request.path)  # the action, from the one table (action_table.py)
         action = mapped.action if mapped is not None else None
         base_headers = {
             "x-ms-request-id": str(uuid.uuid4()),
@@ -334,7 +334,7 @@ class SimulatorServer:
             entry["plane"] = "identity"
             if fault is not None:
                 self._mark_after_apply(entry, fault)
-            state.log_request(entry)
+            state.requests.append(entry)
             state.commit()
         if fault is not None:
             return self._after_apply_reply(request, fault)
@@ -369,7 +369,7 @@ class SimulatorServer:
         """(principal id, client id, identity resource id) for an App Service token request."""
         state = self.state
         settings = state.settings
-        identities = state.of_type(IDENTITY_TYPE)
+        identities = state.resources.of_type(IDENTITY_TYPE)
         for parameter, field in (("client_id", "clientId"), ("object_id", "principalId")):
             value = query.get(parameter)
             if value:
@@ -382,7 +382,7 @@ class SimulatorServer:
                 return derived_guid("principal", value), value, None
         resource_id = query.get("mi_res_id")
         if resource_id:
-            found = state.get(resource_id)
+            found = state.resources.get(resource_id)
             if found is not None and id_key(str(found["id"])) == id_key(resource_id):
                 properties = found.get("properties") or {}
                 return str(properties["principalId"]), str(properties["clientId"]), str(found["id"])
@@ -422,35 +422,35 @@ class SimulatorServer:
             return self.clock_json()
         if route == "/_sandbox/requests" and method == "GET":
             since = int(query.get("since", 0))
-            values = state.requests_since(since)
-            return {"value": values, "last": state.request_sequence}
+            values = state.requests.since(since)
+            return {"value": values, "last": state.requests.last}
         if route == "/_sandbox/operations" and method == "GET":
-            return {"value": [operation.public_json() for operation in state.operations.values()]}
+            return {"value": [operation.public_json() for operation in state.operations.all()]}
         if route == "/_sandbox/events" and method == "GET":
             since = int(query.get("since", 0))
             return {
-                "value": [entry for entry in state.deliveries_log if entry["sequence"] > since],
-                "pending": len(state.pending_deliveries),
-                "last": state.delivery_sequence,
+                "value": state.events.since(since),
+                "pending": len(state.events.pending),
+                "last": state.events.last,
             }
         if route == "/_sandbox/faults":
             if method == "GET":
-                return {"value": state.faults}
+                return {"value": state.faults.rules}
             if method == "POST":
                 rules = payload if isinstance(payload, list) else [payload]
-                return {"value": [state.add_fault(rule) for rule in rules]}
+                return {"value": [state.faults.add(rule) for rule in rules]}
             if method == "DELETE":
-                return {"removed": state.remove_faults(query.get("id"))}
+                return {"removed": state.faults.remove(query.get("id"))}
         if route == "/_sandbox/eventSubscriptions":
             if method == "GET":
-                return {"value": state.event_subscriptions}
+                return {"value": state.events.subscriptions}
             if method == "POST":
                 subscriptions = payload if isinstance(payload, list) else [payload]
-                return {"value": [state.add_event_subscription(item) for item in subscriptions]}
+                return {"value": [state.events.add_subscription(item) for item in subscriptions]}
             if method == "DELETE":
-                return {"removed": state.remove_event_subscriptions(query.get("name"))}
+                return {"removed": state.events.remove_subscriptions(query.get("name"))}
         if route == "/_sandbox/resources" and method == "GET":
-            return {"value": list(state.resources.values())}
+            return {"value": state.resources.all()}
         if route == "/_sandbox/health" and method == "GET":
             return {"status": "ok", "baseUrl": self.base_url, "identityEndpoint": self.identity_endpoint}
         return None

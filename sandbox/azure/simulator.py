@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sandbox.azure import cosmos
+from sandbox.azure import cosmos, eventgrid
 from sandbox.azure.engine import CloudState
 from sandbox.azure.ids import JsonDict
 from sandbox.azure.server import SimulatorServer
@@ -59,8 +59,12 @@ class AzureSimulator:
         settings = base_settings.with_overrides(settings_overrides) if settings_overrides else base_settings
         self.clock = _continue_clock(clock, time_scale, CloudState.stored_clock_anchor(store))
         self.state = CloudState(loaded, self.clock, store, settings)
-        self.state.operation_completer = cosmos.complete_operation
-        self.state.timer_handler = cosmos.fire_timer
+        state = self.state
+        # Cross-service effects, explicit: Cosmos DB applies its finished operations and timers; a resource write
+        # raises its Event Grid event.
+        state.operations.on_complete = lambda operation: cosmos.complete_operation(state, operation)
+        state.operations.on_timer = lambda timer: cosmos.fire_timer(state, timer)
+        state.hooks.resource_written = eventgrid.publisher(state)
         self.world = loaded
         self._server = SimulatorServer(self.state, self.tls, port=port, identity_port=identity_port)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,17 +184,17 @@ class AzureSimulator:
 
     def requests(self, since: int = 0) -> list[JsonDict]:
         with self.state.lock:
-            return [dict(entry) for entry in self.state.requests_since(since)]
+            return [dict(entry) for entry in self.state.requests.since(since)]
 
     def operations(self) -> list[JsonDict]:
         with self.state.lock:
             self.state.settle()
             self.state.commit()
-            return [operation.public_json() for operation in self.state.operations.values()]
+            return [operation.public_json() for operation in self.state.operations.all()]
 
     def events(self, since: int = 0) -> list[JsonDict]:
         with self.state.lock:
-            return [dict(entry) for entry in self.state.deliveries_log if entry["sequence"] > since]
+            return [dict(entry) for entry in self.state.events.since(since)]
 
     def advance(self, seconds: float) -> None:
         """Move simulated time forward and apply whatever completes meanwhile."""
@@ -206,25 +210,25 @@ class AzureSimulator:
 
     def add_fault(self, rule: JsonDict) -> JsonDict:
         with self.state.lock:
-            added = self.state.add_fault(rule)
+            added = self.state.faults.add(rule)
             self.state.commit()
             return added
 
     def clear_faults(self) -> None:
         with self.state.lock:
-            self.state.remove_faults()
+            self.state.faults.remove()
             self.state.commit()
 
     def add_event_subscription(self, subscription: JsonDict) -> JsonDict:
         with self.state.lock:
-            added = self.state.add_event_subscription(subscription)
+            added = self.state.events.add_subscription(subscription)
             self.state.commit()
             return added
 
     def resource(self, resource_id: str) -> JsonDict | None:
         """The stored body of a resource (no view transformations), for assertions."""
         with self.state.lock:
-            found = self.state.get(resource_id)
+            found = self.state.resources.get(resource_id)
             return dict(found) if found is not None else None
 
 

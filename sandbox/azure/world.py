@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.azure.clouds import cloud_named
+from sandbox.azure.conditions import check_condition
 from sandbox.azure.ids import (
     ACCOUNT_TYPE,
     ROLE_ASSIGNMENT_TYPE,
@@ -23,6 +24,7 @@ from sandbox.azure.ids import (
     normalize_id,
     resource_type_of,
 )
+from sandbox.azure.rbac import role_from_body
 
 DEFAULT_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 DEFAULT_SYSTEM_PRINCIPAL_ID = "5b3f6c2e-8d1a-4f7b-9c2e-1a4d6e8f0b13"
@@ -87,7 +89,7 @@ class EventDeliverySettings:
 
 @dataclass(frozen=True)
 class AuthorizationSettings:
-    """ARM authorization (sandbox/azure/rbac.py): `enforce` false logs every decision and refuses nothing."""
+    """ARM authorization (sandbox/azure/authorizer.py): `enforce` false logs every decision and refuses nothing."""
 
     enforce: bool = True
 
@@ -369,15 +371,13 @@ def _clean_cli_body(body: JsonDict) -> JsonDict:
 
 def _check_authorization_body(body: JsonDict, where: str) -> None:
     """Role definitions must be usable and role assignment conditions ones the simulator can evaluate."""
-    from sandbox.azure import rbac  # here: importing the package loads the engine, which imports this module
-
     kind = resource_type_of(str(body["id"]))
     try:
         if kind == ROLE_DEFINITION_TYPE:
-            rbac.role_from_body(body)
+            role_from_body(body)
         elif kind == ROLE_ASSIGNMENT_TYPE:
             properties = body.get("properties") or {}
-            rbac.check_condition(properties.get("condition"), properties.get("conditionVersion"))
+            check_condition(properties.get("condition"), properties.get("conditionVersion"))
     except ValueError as error:
         raise WorldError(f"{where}: {body['id']!r}: {error}") from error
 

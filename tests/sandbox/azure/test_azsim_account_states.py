@@ -57,7 +57,7 @@ def test_key_status_is_absent_for_the_lag_after_the_encryption_succeeds(
     assert "customerManagedKeyStatus" not in _properties(simulator, ORDERS)
     simulator.advance(1)
     assert _properties(simulator, ORDERS)["customerManagedKeyStatus"] == CONFIRMED
-    assert simulator.state.timers == {}
+    assert simulator.state.operations.timers == {}
 
 
 def test_the_lag_can_be_set_per_account(start_simulator: Callable[..., AzureSimulator], std: StandardWorld) -> None:
@@ -93,7 +93,7 @@ def test_a_failed_encryption_never_confirms_a_key(start_simulator: Callable[...,
     assert call(simulator, "GET", status_path).json()["status"] == "Failed"
     properties = _properties(simulator, ORDERS)
     assert "keyVaultKeyUri" not in properties and "customerManagedKeyStatus" not in properties
-    assert simulator.state.timers == {}
+    assert simulator.state.operations.timers == {}
 
 
 def test_the_lag_survives_a_restart(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_the_lag_survives_a_restart(tmp_path: Path) -> None:
         simulator.advance(ENCRYPTION_SECONDS + 10)
         assert "customerManagedKeyStatus" not in _properties(simulator, ORDERS)
     with AzureSimulator({"resources": []}, state_dir=tmp_path) as restarted:
-        assert len(restarted.state.timers) == 1
+        assert len(restarted.state.operations.timers) == 1
         assert "customerManagedKeyStatus" not in _properties(restarted, ORDERS)
         restarted.advance(600)
         assert _properties(restarted, ORDERS)["customerManagedKeyStatus"] == CONFIRMED

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.azure import AzureSimulator, WorldError, fleet_access, load_world, rbac
+from sandbox.azure import AzureSimulator, WorldError, action_table, fleet_access, grants, load_world, rbac
 from sandbox.azure import builders as b
 from sandbox.azure.testing import ADMIN, FIRST_PARTY, RG, SUB, SYSTEM, TENANT, call, standard_world
 
@@ -54,7 +54,7 @@ ENCRYPTION_USER_ID = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/ro
     ],
 )  # fmt: skip
 def test_every_request_maps_to_its_action(method: str, path: str, action: str) -> None:
-    mapped = rbac.map_request(method, path + "?api-version=1")
+    mapped = action_table.map_request(method, path + "?api-version=1")
     assert mapped is not None and mapped.action == action
 
 
@@ -281,7 +281,7 @@ def test_resource_graph_answers_with_what_the_caller_may_read(start_simulator: C
 def test_key_vault_data_access_follows_data_actions(sim: AzureSimulator) -> None:
     key = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-cmk-rbac/keys/cosmos-cmk"
     with sim.state.lock:
-        assert not rbac.has_data_actions(sim.state, FIRST_PARTY, key, rbac.CMK_KEY_DATA_ACTIONS)
+        assert not grants.has_data_actions(sim.state, FIRST_PARTY, key, rbac.CMK_KEY_DATA_ACTIONS)
     for role, can in (
         (rbac.KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER, True),
         (rbac.KEY_VAULT_CRYPTO_USER, True),
