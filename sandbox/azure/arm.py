@@ -17,11 +17,11 @@ from sandbox.azure import (
     resources,
     throughput,
 )
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import ACCOUNT_TYPE
 from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import SCOPE_ANY, SCOPE_TENANT_QUERY, RouteTable, no_route
+from sandbox.azure.state import CloudState
 from sandbox.azure.throttling import ArmThrottle, ResourceGraphQuota
 
 # Precedence: the first template that matches a path owns it. Role assignments and definitions live at any scope

@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from sandbox.azure.conditions import UnsupportedCondition, check_condition
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, bad_request
 from sandbox.azure.grants import find_role
 from sandbox.azure.ids import (
@@ -29,6 +28,7 @@ from sandbox.azure.ids import (
 from sandbox.azure.messages import Reply, RequestContext, iso
 from sandbox.azure.rbac import BUILTIN_ROLES, role_from_body, role_guid
 from sandbox.azure.routing import SCOPE_ANY, RouteMatch, RouteTable, no_route
+from sandbox.azure.state import CloudState
 
 _PRINCIPAL_TYPES = {"User", "Group", "ServicePrincipal", "ForeignGroup", "Device"}
 ACTION_WRITE = "Microsoft.Authorization/roleAssignments/write"

@@ -19,7 +19,6 @@ from sandbox.azure.action_table import (
     map_request,
 )
 from sandbox.azure.conditions import ConditionAttributes
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.grants import find_grant, granted_below
 from sandbox.azure.ids import (
@@ -29,6 +28,7 @@ from sandbox.azure.ids import (
 )
 from sandbox.azure.messages import RequestContext
 from sandbox.azure.rbac import role_guid
+from sandbox.azure.state import CloudState
 
 # ---------------------------------------------------------------------------------------------------------------
 # Decisions

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.azure.cosmos_documents import document_endpoint, largest_document_id
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, bad_request, resource_not_found
 from sandbox.azure.ids import (
     ACCOUNT_SERVICE_TYPE,
@@ -33,6 +32,7 @@ from sandbox.azure.messages import Reply, RequestContext, iso
 from sandbox.azure.operation_store import Operation, new_operation_id
 from sandbox.azure.resources import get_resource
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.state import CloudState
 from sandbox.azure.throughput_model import KIND_THROUGHPUT, raised_ru_per_second
 from sandbox.azure.vault_store import current_key_version, find_key, find_vault
 

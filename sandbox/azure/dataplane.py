@@ -40,8 +40,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from sandbox.azure.cosmos_documents import Documents, account_documents, document_endpoint
-from sandbox.azure.engine import CloudState
 from sandbox.azure.ids import ACCOUNT_TYPE, SQL_ROLE_ASSIGNMENT_TYPE, JsonDict, id_key, is_scope_at_or_above
+from sandbox.azure.state import CloudState
 from sandbox.azure.tokens import InvalidToken, TokenClaims, read_token
 
 READ_METADATA = "Microsoft.DocumentDB/databaseAccounts/readMetadata"

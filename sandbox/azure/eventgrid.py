@@ -20,9 +20,9 @@ from typing import Any
 
 import aiohttp
 
-from sandbox.azure.engine import CloudState, ResourceWritten
 from sandbox.azure.ids import JsonDict, parse_resource_id
 from sandbox.azure.messages import RequestContext, iso
+from sandbox.azure.state import CloudState, ResourceWritten
 
 # Event Grid does not retry these: the endpoint rejected the event itself.
 _NO_RETRY_STATUSES = {400, 413}

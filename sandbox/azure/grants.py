@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from sandbox.azure.conditions import ConditionAttributes, UnsupportedCondition, parse_condition
-from sandbox.azure.engine import CloudState
 from sandbox.azure.ids import (
     ROLE_ASSIGNMENT_TYPE,
     ROLE_DEFINITION_TYPE,
@@ -15,6 +14,7 @@ from sandbox.azure.ids import (
     split_role_assignment_id,
 )
 from sandbox.azure.rbac import BUILTIN_ROLES, RoleDefinition, action_matches, role_from_body, role_guid
+from sandbox.azure.state import CloudState
 
 
 def custom_roles(state: CloudState) -> dict[str, RoleDefinition]:

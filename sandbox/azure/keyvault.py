@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import bad_request, resource_not_found
 from sandbox.azure.grants import has_data_actions
 from sandbox.azure.ids import JsonDict, KeyUri, parse_key_uri
 from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.rbac import CMK_KEY_DATA_ACTIONS
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.state import CloudState
 from sandbox.azure.vault_store import find_key, find_vault, key_version_properties
 
 ACCESS_POLICY_LIMIT = 1024

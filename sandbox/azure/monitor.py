@@ -9,11 +9,11 @@ defaults, which are also what its encryption will take.
 
 from __future__ import annotations
 
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError, resource_not_found
 from sandbox.azure.ids import ACCOUNT_TYPE
 from sandbox.azure.messages import Reply, RequestContext, iso
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.state import CloudState
 from sandbox.azure.throughput_model import raised_ru_per_second
 
 SERVED = {

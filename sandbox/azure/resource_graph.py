@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.azure.authorizer import visible
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.ids import JsonDict, parse_resource_id, region_slug
 from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import SCOPE_TENANT_QUERY, RouteMatch, RouteTable
+from sandbox.azure.state import CloudState
 
 MAX_TOP = 1000
 ROUTES = RouteTable()

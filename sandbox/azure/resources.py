@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import resource_not_found
 from sandbox.azure.ids import JsonDict, id_key, parse_resource_id
 from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import RouteMatch, RouteTable
+from sandbox.azure.state import CloudState
 
 # The body a GET shows for a stored resource of one type (`cosmos.account_view` for accounts); stored as is otherwise.
 View = Callable[[CloudState, JsonDict, str, str], JsonDict]

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from sandbox.azure.errors import ArmError
 
 if TYPE_CHECKING:
-    from sandbox.azure.engine import CloudState
     from sandbox.azure.messages import Reply, RequestContext
+    from sandbox.azure.state import CloudState
 
 # Where a route sits, which decides the checks ARM runs before the handler (see ArmRouter.dispatch).
 SCOPE_SUBSCRIPTION = "subscription"  # under a subscription the tenant knows (404 SubscriptionNotFound otherwise)

@@ -23,12 +23,12 @@ from sandbox.azure import dataplane
 from sandbox.azure.action_table import map_request
 from sandbox.azure.arm import ArmRouter
 from sandbox.azure.clouds import audience_error, cloud_named
-from sandbox.azure.engine import CloudState
 from sandbox.azure.errors import ArmError
 from sandbox.azure.eventgrid import EventDispatcher
 from sandbox.azure.faults import AFTER_APPLY_KINDS
 from sandbox.azure.ids import IDENTITY_TYPE, JsonDict, id_key
 from sandbox.azure.messages import Reply, RequestContext, iso
+from sandbox.azure.state import CloudState
 from sandbox.azure.tls import TlsFiles
 from sandbox.azure.tokens import InvalidToken, TokenClaims, derived_guid, mint_token, read_token
 

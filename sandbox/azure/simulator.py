@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import Any
 
 from sandbox.azure import cosmos, eventgrid
-from sandbox.azure.engine import CloudState
 from sandbox.azure.ids import JsonDict
 from sandbox.azure.server import SimulatorServer
+from sandbox.azure.state import CloudState
 from sandbox.azure.store import StateStore
 from sandbox.azure.tls import ensure_tls_files
 from sandbox.azure.tokens import PrincipalCredential
