@@ -5,13 +5,16 @@ failed, or replaced: azure-functions-durable-extension #839 and PR #2489, durabl
 depends on it. Every account orchestration gets an id of its own, `<account base>.<suffix>`, which never existed
 before; the base (`cmk.orchestration.account_instance_base`) is shared by every orchestration of the account, so one
 prefix query finds the one that is running. Every starter (the HTTP route, Event Grid enrolment and rollout lanes)
-asks first and starts only when none runs. Two starters racing past that check can still start two: the enable
-step re-reads the account before its PATCH, so the second follows the first's encryption instead of sending
-another (see cmk.enablement).
+asks first and starts only when none runs. Two starters racing past that check can still start two: those that
+claim here (the HTTP route, Event Grid) look again after starting and the younger withdraws; a rollout lane's child
+that raced waits before its key PATCH for the older (`older_active`); and the enable step re-reads the account
+before its PATCH, so no second PATCH follows the first's encryption (see cmk.enablement).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -26,9 +29,13 @@ from cmk.orchestration import (
     reattachment_from,
 )
 
+logger = logging.getLogger(__name__)
 CONTINUATION_HEADER = "x-ms-continuation-token"
 ACTIVE_RUNTIME_STATUSES = ("Pending", "Running", "ContinuedAsNew", "Suspended")
+FINISHED_RUNTIME_STATUSES = ("Completed", "Failed", "Terminated")
 MAX_PAGES = 50
+# How long a withdrawn duplicate is waited for to end before its record is purged (it ends at its next episode).
+WITHDRAW_WAIT_SECONDS = 30.0
 
 
 class InstanceSummary(TypedDict):
@@ -135,7 +142,9 @@ async def claim_account(
     """Start `instance_id` for the account unless an orchestration of the account is running; never start twice.
 
     Safe to call again with the same `instance_id` (a start retried after its reply was lost): an instance with
-    that id that already exists, running or finished, is the claim.
+    that id that already exists, running or finished, is the claim. Two claims racing past the check (Event Grid
+    delivers two events of one account at once) both start; each then looks again, and the younger withdraws in
+    favour of the older, so the account keeps one orchestration.
     """
     account_id = orchestration_input["request"]["accountId"]
     if not belongs_to_account(instance_id, account_instance_base(account_id)):
@@ -155,7 +164,43 @@ async def claim_account(
         if mine is None or mine.runtime_status is None:
             raise
         return {"instanceId": instance_id, "started": False}
+    if exclusive:
+        older = older_visible_rival(await account_instances(client, account_id, active_only=True), instance_id)
+        if older is not None:
+            await _withdraw(client, instance_id, older)
+            return {"instanceId": older, "started": False}
     return {"instanceId": instance_id, "started": True}
+
+
+def older_visible_rival(active: list[InstanceSummary], instance_id: str) -> str | None:
+    """The oldest other active orchestration, when `instance_id` is among `active` and younger than it (created
+    later; the instance id breaks ties). When `instance_id` is not listed yet, None: an instance that cannot rank
+    itself never withdraws, so two racing starters can never both withdraw (the enable step still sends one PATCH)."""
+    ranks = {i["instanceId"]: (i["createdTime"] or "", i["instanceId"]) for i in active}
+    if instance_id not in ranks:
+        return None
+    oldest = min(ranks.values())
+    return oldest[1] if oldest[1] != instance_id else None
+
+
+async def _withdraw(client: df.DurableOrchestrationClient, instance_id: str, older: str) -> None:
+    """Terminate the duplicate just started (it has at most begun its read-only preflight) and purge its record, so
+    the account's history, the overview and the next starter see only `older`."""
+    logger.warning("%s raced %s for the same account and withdraws", instance_id, older)
+    await client.terminate(instance_id, f"Withdrawn: {older} already handles this account (two starters raced).")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WITHDRAW_WAIT_SECONDS
+    while loop.time() < deadline:
+        status = await client.get_status(instance_id)
+        if status is None or status.runtime_status is None:
+            return  # gone already
+        if status.runtime_status.value in FINISHED_RUNTIME_STATUSES:
+            await client.purge_instance_history(instance_id)
+            return
+        await asyncio.sleep(0.2)
+    logger.warning(
+        "%s did not end within %g s: it stays, Terminated, beside %s", instance_id, WITHDRAW_WAIT_SECONDS, older
+    )
 
 
 async def older_active(client: df.DurableOrchestrationClient, account_id: str, instance_id: str) -> str | None:

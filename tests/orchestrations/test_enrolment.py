@@ -29,7 +29,7 @@ OUT_OF_SCOPE = "4e5f6a7b-8c9d-4e0f-9a1b-2c3d4e5f6a7b"
 RG = "rg-enrol"
 KEY = "https://kv-enrol.vault.azure.net/keys/cosmos-cmk"
 PLATFORM_TEAM = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
-NAMES = ["written", "duplicate", "cloud", "self", "child", "deleted", "rollout-a", "rollout-b"]
+NAMES = ["written", "duplicate", "racing", "cloud", "self", "child", "deleted", "rollout-a", "rollout-b"]
 
 
 def _id(subscription: str, name: str) -> str:
@@ -170,6 +170,23 @@ def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None
     assert status["output"]["outcome"] == "Enabled"
     # A late, out-of-order redelivery after the key is on changes nothing.
     assert 200 <= _deliver(stack, [event]) < 300
+    time.sleep(1)
+    (after,) = _account_instances(stack, account)
+    assert after["instanceId"] == status["instanceId"]
+    assert _key_patches(stack, account) == 1
+
+
+def test_distinct_events_of_one_account_at_once_leave_one_orchestration(stack: LocalStack) -> None:
+    # Two writes of one account raise two events (ids of their own), which Event Grid may deliver at the same moment
+    # (both due after an outage): each starter sees no orchestration running and starts one. The chaos run
+    # (bench/chaos.py) found accounts with two; the younger must withdraw.
+    account = _id(IN_SCOPE, "racing")
+    events = [_golden_event(account, PLATFORM_TEAM) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda event: _deliver(stack, [event]), events))
+    assert all(200 <= code < 300 for code in codes)
+    status = _wait_enrolled(stack, account)
+    assert status["output"]["outcome"] == "Enabled", status["output"]["reason"]
     time.sleep(1)
     (after,) = _account_instances(stack, account)
     assert after["instanceId"] == status["instanceId"]
