@@ -9,6 +9,8 @@ from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from cmk.arm_pacing import PACER, ArmPaced
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -16,7 +18,7 @@ DEFAULT_THROTTLE_WAIT_SECONDS = 10
 
 
 class ThrottledResult(TypedDict):
-    retryAfterSeconds: int
+    retryAfterSeconds: float
     message: str
 
 
@@ -84,16 +86,24 @@ def arm_outcomes(activity: Callable[P, R]) -> Callable[P, R | dict[str, Any]]:
     """Report ARM answers that are outcomes, not faults, as results of the activity instead of failures.
 
     - 429: `{"throttled": {"retryAfterSeconds", "message"}}`; the orchestrator waits Retry-After on a durable
-      timer and calls again (the SDK's retry policy is told not to sleep on 429, see cmk.clients).
+      timer and calls again (the SDK's retry policy is told not to sleep on 429, see cmk.clients). The same when
+      the app's own pacing held the request back (cmk.arm_pacing), with the wait for its turn.
     - other 4xx: `{"refused": {"httpStatus", "code", "message"}}`; Azure said no, and asking again will not help.
     Anything else (5xx and connection faults that outlived the SDK's own retries) is raised, so Durable
     RetryOptions retry the activity.
     """
 
+    name = getattr(activity, "__name__", "activity")
+
     @functools.wraps(activity)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | dict[str, Any]:
+        payload = args[0] if args else None
+        pacing = payload.get("armPacing") if isinstance(payload, dict) else None
         try:
-            return activity(*args, **kwargs)
+            with PACER.activity(pacing, name):
+                return activity(*args, **kwargs)
+        except ArmPaced as paced:  # nothing was sent: wait the bucket's turn, as for a 429
+            return {"throttled": {"retryAfterSeconds": paced.wait_seconds, "message": str(paced)}}
         except HttpResponseError as error:
             if is_throttled(error):
                 throttled: ThrottledResult = {

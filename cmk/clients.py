@@ -26,6 +26,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from cmk import clouds, settings
+from cmk.arm_pacing import ArmPacingPolicy
 
 # Preview api-version that still reports enableMaterializedViews and enableAllVersionsAndDeletesChangeFeed,
 # which the stable api-version of azure-mgmt-cosmosdb 10 does not model.
@@ -80,7 +81,13 @@ def _arm() -> ArmTarget:
 
 def _client_kwargs(target: ArmTarget) -> dict[str, Any]:
     # credential_scopes: the SDKs default to the public cloud's audience; AZURE_CLOUD chooses the real one.
-    return {"base_url": target[0], "credential_scopes": [target[1]], "retry_policy": _retry_policy()}
+    # per_call_policies: every request is paced by ARM's budget (cmk.arm_pacing), once, before the SDK's retries.
+    return {
+        "base_url": target[0],
+        "credential_scopes": [target[1]],
+        "retry_policy": _retry_policy(),
+        "per_call_policies": [ArmPacingPolicy()],
+    }
 
 
 # Clients are cached per subscription and configuration: they hold connection pools worth reusing, and a changed

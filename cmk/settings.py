@@ -43,7 +43,8 @@ _ALL = (
     Setting(
         "CMK_POLL_INTERVAL_SECONDS",
         "60",
-        "Wait between two reads of an async operation when Azure sends no Retry-After (ARM RPC default: 60).",
+        "Wait between two reads of an async operation when Azure sends no Retry-After (ARM RPC default: 60); the "
+        "encryption monitor reads at it for the first 3 minutes, then by the expected end (cmk.polling).",
     ),
     Setting(
         "CMK_POLL_MAX_INTERVAL_SECONDS",
@@ -143,6 +144,26 @@ _ALL = (
         "CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION",
         "10",
         "Accounts of one subscription a rollout works on at once (ARM write limits are per subscription).",
+    ),
+    Setting(
+        "CMK_ARM_READS_PER_SECOND",
+        "20",
+        "ARM reads per second and subscription the app allows itself, all instances together (ARM refills 25 per "
+        "principal and subscription; the rest is headroom for the identity's other callers). Paced per process by "
+        "cmk.arm_pacing.",
+    ),
+    Setting(
+        "CMK_ARM_WRITES_PER_SECOND",
+        "8",
+        "ARM writes (and deletes) per second and subscription the app allows itself, all instances together (ARM "
+        "refills 10).",
+    ),
+    Setting(
+        "CMK_ARM_PACING_INSTANCES",
+        "1",
+        "Instances that run activities at once: each paces itself to its share of CMK_ARM_READS_PER_SECOND and "
+        "CMK_ARM_WRITES_PER_SECOND. ARM's x-ms-ratelimit-remaining-* answers and 429 Retry-After correct any "
+        "instance that takes more.",
     ),
     Setting(
         "CMK_APP_PRINCIPAL_ID",

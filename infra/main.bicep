@@ -128,6 +128,15 @@ param cmkRolloutMaxConcurrency string = '20'
 @description('CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION: accounts of one subscription a rollout works on at once.')
 param cmkRolloutMaxConcurrencyPerSubscription string = '10'
 
+@description('CMK_ARM_READS_PER_SECOND: ARM reads per second and subscription the app allows itself, all instances together (ARM refills 25).')
+param cmkArmReadsPerSecond string = '20'
+
+@description('CMK_ARM_WRITES_PER_SECOND: ARM writes per second and subscription the app allows itself, all instances together (ARM refills 10).')
+param cmkArmWritesPerSecond string = '8'
+
+@description('CMK_ARM_PACING_INSTANCES: instances that run activities at once; each paces itself to its share of the two above.')
+param cmkArmPacingInstances string = '1'
+
 @description('Microsoft Entra ID in front of the API (App Service Authentication) and app roles inside (CMK_AUTH_MODE=entra). false: function keys only (CMK_AUTH_MODE=functionKey), not for production.')
 param entraAuth bool = true
 
@@ -300,6 +309,9 @@ var appSettings = {
   CMK_ENROLMENT_SCOPE: string(cmkEnrolmentScope)
   CMK_ROLLOUT_MAX_CONCURRENCY: cmkRolloutMaxConcurrency
   CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION: cmkRolloutMaxConcurrencyPerSubscription
+  CMK_ARM_READS_PER_SECOND: cmkArmReadsPerSecond
+  CMK_ARM_WRITES_PER_SECOND: cmkArmWritesPerSecond
+  CMK_ARM_PACING_INSTANCES: cmkArmPacingInstances
   // entra whenever App Service Authentication is configured (the default): roles, separation of duties and a
   // record of who did what; functionKey only when this deployment turns Entra ID off.
   CMK_AUTH_MODE: empty(authClientId) ? 'functionKey' : 'entra'

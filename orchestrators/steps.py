@@ -12,6 +12,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from cmk.arm_pacing import PacingInfo
 from cmk.orchestration import CustomStatus, OrchestrationConfig, Phase
 
 # How many Retry-After waits one activity call may sit through before the throttling is reported as a failure.
@@ -59,8 +60,13 @@ class ArmCallFailed(Exception):
 
 def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: Any, config: OrchestrationConfig) -> Step:
     """Call an ARM activity: transient faults retried by RetryOptions, 429s waited out on a durable timer. Azure's
-    refusals and throttling that outlasts the waits raise ArmCallFailed (see cmk.arm.arm_outcomes)."""
+    refusals and throttling that outlasts the waits raise ArmCallFailed (see cmk.arm.arm_outcomes). A dict payload
+    carries `armPacing` (cmk.arm_pacing): the orchestration's time and who calls, so the activity's requests are
+    paced on the orchestrations' clock and a paced call keeps its place in the queue when it comes back."""
     for _ in range(MAX_THROTTLED_WAITS):
+        if isinstance(payload, dict):
+            pacing: PacingInfo = {"at": now_iso(context), "key": f"{context.instance_id}/{activity}"}
+            payload = {**payload, "armPacing": pacing}
         result = yield context.call_activity_with_retry(activity, retry_options(config), payload)
         if isinstance(result, dict) and "refused" in result:
             refused = result["refused"]

@@ -1,0 +1,256 @@
+"""Pacing ARM by its budget: this process's reads and writes stay under ARM's token buckets, so 429 is the exception.
+
+ARM gives each principal, per subscription and kind of request, a bucket of 250 reads refilled at 25 per second
+and 200 writes (and 200 deletes) refilled at 10 per second (docs/azure-cmk-facts.md §4); a rollout that asks
+faster is answered 429. Every management client (cmk.clients) sends its requests through `ArmPacingPolicy`,
+which keeps a bucket of its own per subscription and kind, sized by app settings below ARM's (headroom for the
+principal's other callers) and divided by the instances that run activities at once:
+
+- An activity's first request that finds its bucket empty is not sent: the activity returns `throttled` with the
+  wait (cmk.arm.arm_outcomes), and the orchestrator sleeps it on a durable timer, as it does a 429. The wait is a
+  place in a queue: each paced activity reserves the requests it is expected to send (learned per activity), so
+  activities paced together wake one after another, not all at once. Later requests of an activity that has begun
+  are sent and counted (the bucket goes into debt, repaid before the next activity starts): an activity is never
+  cut in half, and one that must not be (discovery, which reads metrics in threads) is never paced.
+- What ARM says wins: `x-ms-ratelimit-remaining-subscription-*` (the principal's tokens left, all instances and
+  callers counted) lowers the bucket to it, less the headroom, and a 429's Retry-After empties it until then.
+
+Time is the orchestrations' (each ARM activity's payload carries its orchestration's time, `armPacing.at`), never
+this process's clock: on Azure it trails real time by the queueing delay, which only makes the pacing cautious;
+against the simulator it is the simulated time the simulator's buckets refill on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+from urllib.parse import urlparse
+
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import HTTPPolicy
+
+from cmk import settings
+
+# ARM's refill per principal and subscription (docs/azure-cmk-facts.md §4); its buckets hold ten seconds of it.
+ARM_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
+BURST_SECONDS = 10.0
+# What an activity is expected to send in a subscription until it has been seen (then: a running average).
+DEFAULT_REQUESTS_PER_ACTIVITY = 4.0
+AVERAGE_WEIGHT = 0.2
+# Orchestration times this far behind the newest seen belong to another timeline, not to a late activity.
+TIMELINE_JUMP_SECONDS = 3600.0
+# Callers waiting for their turn in one bucket (beyond it they wait without a place: a burst of thousands).
+MAX_RESERVATIONS = 10_000
+
+
+class PacingInfo(TypedDict):
+    """What an orchestrator adds to an ARM activity's payload (orchestrators.steps.call_arm)."""
+
+    at: str  # the orchestration's current time, ISO 8601
+    key: str  # the caller: orchestration instance and activity, the same on every attempt
+
+
+class ArmPaced(Exception):
+    """The activity's first request found its bucket empty: nothing was sent; try again in `wait_seconds`."""
+
+    def __init__(self, subscription_id: str, kind: str, wait_seconds: float) -> None:
+        self.subscription_id = subscription_id
+        self.kind = kind
+        self.wait_seconds = wait_seconds
+        super().__init__(
+            f"paced: this rollout's {kind} in subscription {subscription_id} are at their budget "
+            f"(CMK_ARM_{kind.upper()}_PER_SECOND); next in {wait_seconds:g} s"
+        )
+
+
+def request_kind(method: str) -> str:
+    upper = method.upper()
+    if upper in ("GET", "HEAD"):
+        return "reads"
+    return "deletes" if upper == "DELETE" else "writes"
+
+
+def subscription_of(url: str) -> str | None:
+    """The subscription an ARM request counts against (None: tenant-level, e.g. Resource Graph, its own quota)."""
+    parts = urlparse(url).path.split("/")
+    if len(parts) > 2 and parts[1].lower() == "subscriptions" and parts[2]:
+        return parts[2].lower()
+    return None
+
+
+@dataclass
+class Budget:
+    """Per-second rates of the app (all its instances) and of this process (its share), per kind of request."""
+
+    total_per_second: dict[str, float]
+    instances: int = 1
+
+    @property
+    def per_second(self) -> dict[str, float]:
+        return {kind: rate / max(1, self.instances) for kind, rate in self.total_per_second.items()}
+
+    @classmethod
+    def from_settings(cls) -> Budget:
+        reads = settings.get_float("CMK_ARM_READS_PER_SECOND")
+        writes = settings.get_float("CMK_ARM_WRITES_PER_SECOND")
+        # ARM's delete bucket has the write bucket's size and refill.
+        return cls({"reads": reads, "writes": writes, "deletes": writes}, settings.get_int("CMK_ARM_PACING_INSTANCES"))
+
+    def capacity(self, kind: str) -> float:
+        return max(1.0, self.per_second[kind] * BURST_SECONDS)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_at: float
+    reservations: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Caller:
+    """The activity running in this context: its pacing info and whether it has sent anything yet."""
+
+    key: str
+    activity: str
+    sent: dict[str, int] = field(default_factory=dict)  # (subscription|kind) -> requests sent
+
+
+_current: ContextVar[_Caller | None] = ContextVar("cmk_arm_pacing_caller", default=None)
+
+
+class ArmPacer:
+    """The process's buckets. Thread-safe: activities run in a thread pool."""
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self._budget = budget
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._clock = 0.0  # the newest orchestration time seen, POSIX seconds
+        self._per_activity: dict[tuple[str, str], float] = {}
+
+    def budget(self) -> Budget:
+        return self._budget or Budget.from_settings()
+
+    def observe(self, at: float) -> None:
+        with self._lock:
+            if at < self._clock - TIMELINE_JUMP_SECONDS:
+                # Another timeline (a clock set back, a rehearsal's simulated time started again): start afresh.
+                self._buckets.clear()
+                self._clock = at
+            self._clock = max(self._clock, at)
+
+    @contextlib.contextmanager
+    def activity(self, info: PacingInfo | None, activity: str) -> Iterator[None]:
+        """Run an activity under its orchestration's pacing info (None: not paced, only counted)."""
+        if info is None:
+            yield
+            return
+        self.observe(datetime.fromisoformat(info["at"].replace("Z", "+00:00")).timestamp())
+        caller = _Caller(str(info["key"]), activity)
+        token = _current.set(caller)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+            self._learn(caller)
+
+    def before_send(self, subscription_id: str, kind: str) -> None:
+        """Take a token for a request, or raise ArmPaced when it is an activity's first in this bucket."""
+        caller = _current.get()
+        budget = self.budget()
+        rate, capacity = budget.per_second[kind], budget.capacity(kind)
+        slot = f"{subscription_id}|{kind}"
+        with self._lock:
+            bucket = self._refilled(subscription_id, kind, rate, capacity)
+            if caller is not None and not caller.sent.get(slot):
+                reserved = bucket.reservations.pop(caller.key, None)
+                if reserved is not None:
+                    bucket.tokens += reserved  # its turn: what it reserved is counted as it sends, from here
+                elif bucket.tokens < 1:
+                    # Its place in the queue: after the debt and everyone already waiting, with what it is
+                    # expected to send reserved now, so those paced together wake one after another.
+                    expected = self._per_activity.get((caller.activity, kind), DEFAULT_REQUESTS_PER_ACTIVITY)
+                    if len(bucket.reservations) < MAX_RESERVATIONS:
+                        bucket.reservations[caller.key] = expected
+                        bucket.tokens -= expected
+                    wait = max(-bucket.tokens, 1.0) / rate
+                    raise ArmPaced(subscription_id, kind, math.ceil(wait * 1000) / 1000)
+            # An activity under way, or a request no activity can be paced for (a helper thread): counted, never
+            # cut; the debt is repaid before the next activity starts.
+            bucket.tokens -= 1
+            if caller is not None:
+                caller.sent[slot] = caller.sent.get(slot, 0) + 1
+
+    def after_response(self, subscription_id: str, kind: str, status: int, headers: Mapping[str, str]) -> None:
+        """What ARM said: the principal's remaining tokens (all its instances and callers counted), and a 429's
+        Retry-After."""
+        budget = self.budget()
+        rate, capacity = budget.per_second[kind], budget.capacity(kind)
+        remaining = _number(headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
+        retry_after = _number(headers.get("Retry-After")) if status == 429 else None
+        if remaining is None and retry_after is None:
+            return
+        with self._lock:
+            bucket = self._refilled(subscription_id, kind, rate, capacity)
+            if remaining is not None:
+                # Leave ARM's headroom (what the settings keep below its refill, ten seconds of it) to others.
+                headroom = BURST_SECONDS * max(0.0, ARM_PER_SECOND[kind] - budget.total_per_second[kind])
+                bucket.tokens = min(bucket.tokens, remaining - headroom)
+            if retry_after is not None:
+                bucket.tokens = min(bucket.tokens, -retry_after * rate)
+
+    def _refilled(self, subscription_id: str, kind: str, rate: float, capacity: float) -> _Bucket:
+        key = (subscription_id, kind)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(capacity, self._clock)
+        if bucket.updated_at > 0:  # refilled from the first orchestration time it saw, not from the epoch
+            bucket.tokens = min(capacity, bucket.tokens + max(0.0, self._clock - bucket.updated_at) * rate)
+        bucket.updated_at = max(bucket.updated_at, self._clock)
+        return bucket
+
+    def _learn(self, caller: _Caller) -> None:
+        with self._lock:
+            for slot, count in caller.sent.items():
+                kind = slot.rsplit("|", 1)[1]
+                key = (caller.activity, kind)
+                previous = self._per_activity.get(key)
+                self._per_activity[key] = count if previous is None else previous + AVERAGE_WEIGHT * (count - previous)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+PACER = ArmPacer()
+
+
+class ArmPacingPolicy(HTTPPolicy[Any, Any]):
+    """The pipeline policy every management client sends through (cmk.clients)."""
+
+    def __init__(self, pacer: ArmPacer = PACER) -> None:
+        super().__init__()
+        self._pacer = pacer
+
+    def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        http = request.http_request
+        subscription = subscription_of(http.url)
+        if subscription is None:
+            return self.next.send(request)
+        kind = request_kind(http.method)
+        self._pacer.before_send(subscription, kind)
+        response = self.next.send(request)
+        self._pacer.after_response(
+            subscription, kind, response.http_response.status_code, response.http_response.headers
+        )
+        return response

@@ -1,0 +1,118 @@
+"""Pacing ARM by its budget (cmk.arm_pacing): an activity whose bucket is empty is told when its turn comes instead
+of sending; one under way is never cut; ARM's own answers correct the bucket; the wait reaches the orchestrator as
+a throttled result (cmk.arm.arm_outcomes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cmk.arm import arm_outcomes
+from cmk.arm_pacing import ArmPaced, ArmPacer, Budget, PacingInfo, request_kind, subscription_of
+
+SUB = "00000001-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _info(key: str, seconds: float = 0.0) -> PacingInfo:
+    return {"at": (START + timedelta(seconds=seconds)).isoformat(), "key": key}
+
+
+def _pacer(reads: float = 20.0, instances: int = 1) -> ArmPacer:
+    return ArmPacer(Budget({"reads": reads, "writes": 8.0, "deletes": 8.0}, instances))
+
+
+def _run(pacer: ArmPacer, key: str, requests: int, at: float = 0.0) -> float | None:
+    """An activity sending `requests` reads in SUB; the wait it was told, or None when it ran."""
+    try:
+        with pacer.activity(_info(key, at), "preflight_activity"):
+            for _ in range(requests):
+                pacer.before_send(SUB, "reads")
+    except ArmPaced as paced:
+        return paced.wait_seconds
+    return None
+
+
+def test_requests_are_classified_as_arm_counts_them() -> None:
+    assert [request_kind(m) for m in ("GET", "head", "PATCH", "PUT", "POST", "DELETE")] == [
+        "reads",
+        "reads",
+        "writes",
+        "writes",
+        "writes",
+        "deletes",
+    ]
+    assert subscription_of(f"https://management.azure.com/subscriptions/{SUB.upper()}/resourceGroups/x?a=1") == SUB
+    assert subscription_of("https://management.azure.com/providers/Microsoft.ResourceGraph/resources") is None
+
+
+def test_a_burst_of_ten_seconds_goes_then_activities_wait_their_turn_one_after_another() -> None:
+    pacer = _pacer()
+    # 200 tokens: 50 activities of 4 reads run at once.
+    assert [_run(pacer, f"a{i}", 4) for i in range(50)] == [None] * 50
+    waits = [_run(pacer, f"b{i}", 4) for i in range(5)]
+    assert all(w is not None for w in waits)
+    assert waits == sorted(waits) and len(set(waits)) == 5, waits  # a queue, not a herd
+    # Each waits for what those before it will send: 4 reads at 20/s is 0.2 s apiece.
+    assert waits[1] is not None and waits[0] is not None and waits[1] - waits[0] == pytest.approx(0.2, abs=0.01)
+    # Its turn comes on the orchestrations' clock: then it runs, whatever the bucket holds.
+    assert _run(pacer, "b4", 4, at=waits[4]) is None
+    # One that came back too early is told again.
+    assert _run(pacer, "c0", 4, at=waits[4]) is not None
+
+
+def test_an_activity_under_way_is_never_cut() -> None:
+    pacer = _pacer()
+    assert _run(pacer, "big", 500) is None  # admitted with a full bucket, then sends into debt
+    wait = _run(pacer, "next", 4)
+    assert wait is not None and wait > 300 / 20  # the debt is repaid before the next activity starts
+
+
+def test_the_rate_is_shared_by_the_instances() -> None:
+    alone, shared = _pacer(instances=1), _pacer(instances=4)
+    assert sum(_run(alone, f"a{i}", 1) is None for i in range(300)) == 200
+    assert sum(_run(shared, f"a{i}", 1) is None for i in range(300)) == 50
+
+
+def test_what_arm_says_wins() -> None:
+    pacer = _pacer()
+    # ARM reports 60 reads left for this principal (other instances or callers used the rest): keep its headroom
+    # of 50 (ten seconds of 25 - 20) and use what is left.
+    pacer.after_response(SUB, "reads", 200, {"x-ms-ratelimit-remaining-subscription-reads": "60"})
+    assert sum(_run(pacer, f"a{i}", 1) is None for i in range(20)) == 10
+    # A 429 with Retry-After: 30 s without a request.
+    pacer = _pacer()
+    pacer.after_response(SUB, "reads", 429, {"Retry-After": "30"})
+    wait = _run(pacer, "x", 1)
+    assert wait is not None and wait >= 30
+
+
+def test_without_pacing_info_requests_are_counted_not_held() -> None:
+    pacer = _pacer()
+    for _ in range(300):
+        pacer.before_send(SUB, "reads")  # e.g. discovery's metric reads in helper threads
+    assert _run(pacer, "after", 4) is not None
+
+
+def test_a_paced_activity_returns_throttled_with_its_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmk.arm as arm
+
+    pacer = _pacer(reads=1.0)
+    monkeypatch.setattr(arm, "PACER", pacer)
+    sent: list[int] = []
+
+    @arm_outcomes
+    def reads_three(payload: dict[str, Any]) -> str:
+        for _ in range(3):
+            pacer.before_send(SUB, "reads")
+            sent.append(1)
+        return "done"
+
+    payloads = [{"armPacing": _info(f"k{i}")} for i in range(6)]
+    results = [reads_three(p) for p in payloads]
+    assert results[:4] == ["done"] * 4  # 10 tokens: three activities of three reads, and one admitted on the last
+    assert isinstance(results[4], dict) and results[4]["throttled"]["retryAfterSeconds"] > 0
+    assert "paced" in results[4]["throttled"]["message"]
+    assert len(sent) == 12  # the fourth sent its three reads into debt; the two after it sent nothing
