@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sandbox.azure.ids import ACCOUNT_TYPE, id_key, parse_resource_id, region_slug, resource_type_of
 from sandbox.azure.operation_store import Operation, new_operation_id
+from sandbox.azure.persistence import StateStore
 from sandbox.azure.resource_store import ResourceStore
-from sandbox.azure.store import StateStore
 from sandbox.azure.tokens import derived_guid
 from sandbox.azure.world import DEFAULT_BUSY_OPERATION, AccountData, WorldError
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.azure.ids import JsonDict
-from sandbox.azure.store import StateStore
+from sandbox.azure.persistence import StateStore
 
 SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")
 _SUBSCRIPTION_FIELDS = {

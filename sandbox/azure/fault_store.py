@@ -6,7 +6,7 @@ import random
 
 from sandbox.azure.faults import pick_fault, validate_fault_rule
 from sandbox.azure.ids import JsonDict
-from sandbox.azure.store import StateStore
+from sandbox.azure.persistence import StateStore
 
 
 class FaultStore:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from sandbox.azure.ids import JsonDict, id_key
 from sandbox.azure.messages import iso
-from sandbox.azure.store import StateStore
+from sandbox.azure.persistence import StateStore
 
 
 @dataclass

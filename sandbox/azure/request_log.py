@@ -5,7 +5,7 @@ what it got and (ARM) the action authorization checked. Served at /_sandbox/requ
 from __future__ import annotations
 
 from sandbox.azure.ids import JsonDict
-from sandbox.azure.store import StateStore
+from sandbox.azure.persistence import StateStore
 
 
 class RequestLog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sandbox.azure.ids import JsonDict, id_key, parse_resource_id, resource_type_of
-from sandbox.azure.store import StateStore
+from sandbox.azure.persistence import StateStore
 
 # Created-at stamp for resources that come from the world file: long before the simulated "now", so role
 # assignments present in the world are already effective.

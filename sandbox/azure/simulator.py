@@ -13,9 +13,9 @@ from typing import Any
 
 from sandbox.azure import cosmos, eventgrid
 from sandbox.azure.ids import JsonDict
+from sandbox.azure.persistence import StateStore
 from sandbox.azure.server import SimulatorServer
 from sandbox.azure.state import CloudState
-from sandbox.azure.store import StateStore
 from sandbox.azure.tls import ensure_tls_files
 from sandbox.azure.tokens import PrincipalCredential
 from sandbox.azure.world import SimulatorSettings, World, load_world

@@ -13,7 +13,7 @@
 Providers change other services' state only through `hooks` (a resource write raising an Event Grid event) or the
 stores' own hooks (an operation completing), which the simulator wires; so no store or provider imports another
 service's provider. All changes happen under `lock`, synchronously, and are written through to the persistence
-(sandbox/azure/store.py); `commit()` ends each request's transaction.
+(sandbox/azure/persistence.py); `commit()` ends each request's transaction.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from sandbox.azure.fault_store import FaultStore
 from sandbox.azure.ids import JsonDict
 from sandbox.azure.messages import RequestContext
 from sandbox.azure.operation_store import OperationStore
+from sandbox.azure.persistence import StateStore
 from sandbox.azure.request_log import RequestLog
 from sandbox.azure.request_units import RequestUnitLedger
 from sandbox.azure.resource_store import WORLD_EPOCH, ResourceStore
-from sandbox.azure.store import StateStore
 from sandbox.azure.vault_store import synthesize_key_versions
 from sandbox.azure.world import SimulatorSettings, World
 from sandbox.clock import ClockAnchor, SimClock
