@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 def add_azure_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`azure`: the Azure simulator (ARM, identity endpoint, Cosmos data plane, Event Grid) until SIGINT/SIGTERM."""
-    from sandbox.azure.cli import add_arguments, run
+    from sandbox.azure.command import add_arguments, run
 
     parser = subparsers.add_parser(
         "azure",
