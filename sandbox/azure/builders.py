@@ -344,6 +344,56 @@ def account_service(account: JsonDict, service_type: str, name: str | None = Non
     }
 
 
+# A database's or container's type under its account, and its children's (the APIs with provisioned throughput).
+DATABASE_CHILD_TYPES = {"sqlDatabases": "containers", "mongodbDatabases": "collections", "gremlinDatabases": "graphs"}
+
+
+def cosmos_database(account: JsonDict, name: str, api_type: str = "sqlDatabases") -> JsonDict:
+    """A database (`sqlDatabases`, `mongodbDatabases`, `gremlinDatabases`) or a table (`tables`) of an account."""
+    return {
+        "id": f"{account['id']}/{api_type}/{name}",
+        "name": name,
+        "type": f"Microsoft.DocumentDB/databaseAccounts/{api_type}",
+        "location": str(account.get("location", "")),
+        "tags": {},
+        "properties": {"resource": {"id": name, "_rid": stable_guid(str(account["id"]), name)[:8]}},
+    }
+
+
+def cosmos_container(database: JsonDict, name: str) -> JsonDict:
+    """A container, collection or graph of a database (`cosmos_database`)."""
+    database_type = str(database["type"]).rsplit("/", 1)[1]
+    child = DATABASE_CHILD_TYPES[database_type]
+    return {
+        "id": f"{database['id']}/{child}/{name}",
+        "name": name,
+        "type": f"{database['type']}/{child}",
+        "location": str(database.get("location", "")),
+        "tags": {},
+        "properties": {"resource": {"id": name, "partitionKey": {"paths": ["/id"], "kind": "Hash"}}},
+    }
+
+
+def throughput_settings(
+    parent: JsonDict, *, throughput: int | None = None, autoscale_max: int | None = None
+) -> JsonDict:
+    """`{parent}/throughputSettings/default`: manual `throughput` RU/s, or autoscale up to `autoscale_max`."""
+    resource: JsonDict = {"minimumThroughput": "400", "instantMaximumThroughput": "10000"}
+    if autoscale_max is not None:
+        resource.update(throughput=autoscale_max // 10, autoscaleSettings={"maxThroughput": autoscale_max})
+        resource["minimumThroughput"] = "1000"
+    else:
+        resource["throughput"] = throughput if throughput is not None else 400
+    return {
+        "id": f"{parent['id']}/throughputSettings/default",
+        "name": "default",
+        "type": f"{parent['type']}/throughputSettings",
+        "location": str(parent.get("location", "")),
+        "tags": {},
+        "properties": {"resource": resource},
+    }
+
+
 def world(
     resources: Iterable[JsonDict],
     *,
