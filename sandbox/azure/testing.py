@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -166,7 +166,16 @@ def single_account_world(
     return b.world(resources, tenant_id=TENANT, account_data=data), account_id
 
 
-def key_patches(simulator: AzureSimulator, account_id: str, since: int = 0) -> list[JsonDict]:
+class SimulatorLogs(Protocol):
+    """What the helpers below read: an `AzureSimulator` in this process, or a view of one in another process over
+    `/_sandbox/requests` and `/_sandbox/operations` (bench/chaos.py)."""
+
+    def requests(self, since: int = 0) -> list[JsonDict]: ...
+
+    def operations(self) -> list[JsonDict]: ...
+
+
+def key_patches(simulator: SimulatorLogs, account_id: str, since: int = 0) -> list[JsonDict]:
     """Request-log entries of every key PATCH (a body with `properties.keyVaultKeyUri`) that reached this account,
     whatever became of it: served (200), refused (400, 409, 412, 429), or hit by a fault rule (`fault` names the
     rule; `status` is what the client got, 0 for a reset; `appliedStatus` what the simulator did for an after-apply
@@ -185,7 +194,7 @@ def key_patches(simulator: AzureSimulator, account_id: str, since: int = 0) -> l
     return found
 
 
-def peak_concurrent_key_operations(simulator: AzureSimulator) -> int:
+def peak_concurrent_key_operations(simulator: SimulatorLogs) -> int:
     """The most key operations (encryptions started by a key PATCH) that ran at once, from the operation log: what a
     rollout's cap bounds in Azure."""
     edges: list[tuple[str, int]] = []
