@@ -4,7 +4,11 @@ what a module depends on is what its top says (sandbox/README.md, "How the simul
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+from sandbox.azure.action_table import map_request
+from sandbox.azure.arm import ROUTE_TABLE
 
 PACKAGE = "sandbox.azure"
 ROOT = Path(__file__).resolve().parents[3] / "sandbox" / "azure"
@@ -91,3 +95,26 @@ def test_no_module_of_the_simulator_imports_inside_a_function() -> None:
         if isinstance(inner, ast.Import | ast.ImportFrom)
     ]
     assert hidden == []
+
+
+def test_no_module_name_is_in_both_the_simulator_and_the_host() -> None:
+    host = {path.stem for path in (ROOT.parent / "host").glob("*.py")} - {"__init__"}
+    assert {path.stem for path in ROOT.glob("*.py")} & host == set()
+
+
+def _example(template: str) -> str:
+    """A path the template matches: each parameter filled, each optional part kept."""
+    path = re.sub(r"\{\w+:scope\}", "/subscriptions/s-1", template)
+    path = re.sub(r"\{\w+(?::path)?\}", "x-1", path)
+    return path.replace("[", "").replace("]", "")
+
+
+def test_every_arm_route_has_the_action_authorization_checks() -> None:
+    missing = [
+        f"{route.method} {route.template}"
+        for route in ROUTE_TABLE.routes
+        if route.method != "*"  # the 404s below role assignments and definitions
+        if map_request(route.method, _example(route.template)) is None
+    ]
+    assert missing == []
+    assert ROUTE_TABLE.resolve(_example(ROUTE_TABLE.routes[0].template)) is not None
