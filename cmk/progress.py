@@ -118,6 +118,17 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def api_time(value: Any) -> str | None:
+    """A time as every route of the API returns it: RFC 3339 in UTC with `Z` (the Durable store writes `Z`, the SDK
+    hands back datetimes whose isoformat says `+00:00`). Text that is not a time is returned as it is."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else parse_time(value)
+    if moment is None:
+        return str(value)
+    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 def account_parts(account_id: str) -> tuple[str, str | None, str | None]:
     """(name, subscription id, resource group) of an account id; the last segment when it does not parse."""
     match = _ACCOUNT_ID.match(account_id or "")

@@ -38,6 +38,7 @@ from cmk.progress import (
     ACTIVE_RUNTIME_STATUSES,
     AccountState,
     account_state,
+    api_time,
     as_dict,
     instance_base,
     known_timings,
@@ -103,11 +104,7 @@ def decoded(value: Any) -> Any:
 
 
 def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return str(value)
+    return api_time(value)
 
 
 def now(instances: Iterable[dict[str, Any]] = ()) -> datetime:

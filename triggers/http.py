@@ -12,6 +12,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 
 from cmk.auth import ENTRA, Caller, Role, Unauthenticated, auth_mode, caller_from_headers
 from cmk.errors import InvalidRequest, shown
+from cmk.progress import api_time
 
 ACTIVE_STATUSES = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
 MAX_BODY_BYTES = 1024 * 1024
@@ -151,15 +152,9 @@ def status_json(status: DurableOrchestrationStatus) -> dict[str, Any]:
         "runtimeStatus": runtime_status_name(status),
         "customStatus": status.custom_status,
         "output": status.output,
-        "createdTime": _iso(status.created_time),
-        "lastUpdatedTime": _iso(status.last_updated_time),
+        "createdTime": api_time(status.created_time),
+        "lastUpdatedTime": api_time(status.last_updated_time),
     }
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
 async def find_instance(

@@ -17,6 +17,7 @@ import azure.functions as func
 from cmk.auth import Actor, Role, approval_separation, same_principal
 from cmk.errors import InvalidRequest, shown
 from cmk.orchestration import APPROVAL_EVENT
+from cmk.progress import api_time
 from triggers.http import (
     ACTIVE_STATUSES,
     INSTANCE_ID,
@@ -192,8 +193,8 @@ def _public_status(instance: dict[str, Any]) -> dict[str, Any]:
         "runtimeStatus": instance.get("runtimeStatus"),
         "customStatus": instance.get("customStatus"),
         "output": instance.get("output"),
-        "createdTime": instance.get("createdTime"),
-        "lastUpdatedTime": instance.get("lastUpdatedTime"),
+        "createdTime": api_time(instance.get("createdTime")),
+        "lastUpdatedTime": api_time(instance.get("lastUpdatedTime")),
     }
 
 

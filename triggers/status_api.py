@@ -35,6 +35,7 @@ from cmk.progress import (
     account_state,
     as_dict,
     as_list,
+    iso,
     known_timings,
     outcome_of,
     parse_time,
@@ -447,7 +448,7 @@ def _recorded_decision(output: dict[str, Any], request: dict[str, Any]) -> dict[
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return iso(moment)
 
 
 def _no_store() -> dict[str, str]:

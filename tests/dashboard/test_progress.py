@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import azure.functions as func
@@ -12,7 +13,7 @@ import pytest
 
 from cmk.errors import InvalidRequest
 from cmk.findings import Code
-from cmk.progress import account_parts, account_state, parse_time, segments, timings_from_history
+from cmk.progress import account_parts, account_state, api_time, parse_time, segments, timings_from_history
 from cmk.remedies import GENERIC, REMEDIES, remedy, with_remedies
 from sandbox.stack import REPO_ROOT
 from triggers import dashboard_api, status_api
@@ -86,6 +87,14 @@ def test_step_times_of_an_approval_pending_then_given() -> None:
     ]
     timings = timings_from_history(approved)
     assert (timings["approvedAt"], timings["enableRequestedAt"]) == (_at(102), _at(113))
+
+
+def test_every_time_the_api_returns_is_utc_with_z() -> None:
+    assert api_time(datetime(2026, 1, 5, 10, 0, tzinfo=UTC)) == "2026-01-05T10:00:00Z"
+    assert api_time(datetime(2026, 1, 5, 11, 0, tzinfo=timezone(timedelta(hours=1)))) == "2026-01-05T10:00:00Z"
+    assert api_time("2026-01-05T10:00:00+00:00") == "2026-01-05T10:00:00Z"
+    assert api_time("2026-01-05T10:00:00Z") == "2026-01-05T10:00:00Z"
+    assert api_time(None) is None
 
 
 def test_a_monitor_generation_or_a_reattached_follow_has_no_steps_before_the_encryption_in_its_history() -> None:
