@@ -4,7 +4,8 @@ ARM gives each principal, per subscription and kind of request, a bucket of 250 
 and 200 writes (and 200 deletes) refilled at 10 per second (docs/azure-cmk-facts.md §4); a rollout that asks
 faster is answered 429. Every management client (cmk.clients) sends its requests through `ArmPacingPolicy`,
 which keeps a bucket of its own per subscription and kind, sized by app settings below ARM's (headroom for the
-principal's other callers) and divided by the instances that run activities at once:
+principal's other callers) and divided by the instances that run activities at once, and one for Resource Graph's
+per-user quota:
 
 - An activity's first request that finds its bucket empty is not sent: the activity returns `throttled` with the
   wait (cmk.arm.arm_outcomes), and the orchestrator sleeps it on a durable timer, as it does a 429. The wait is a
@@ -40,6 +41,12 @@ from cmk import settings
 # ARM's refill per principal and subscription (docs/azure-cmk-facts.md §4); its buckets hold ten seconds of it.
 ARM_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
 BURST_SECONDS = 10.0
+# Resource Graph's own quota: 15 queries per 5-second window per user (docs/azure-cmk-facts.md §4). A bucket of 5
+# refilled at 2 a second never sends more than 15 in any 5 seconds.
+RESOURCE_GRAPH = "resourceGraph"
+RESOURCE_GRAPH_PER_SECOND = 2.0
+RESOURCE_GRAPH_BURST = 5.0
+TENANT = "tenant"
 # What an activity is expected to send in a subscription until it has been seen (then: a running average).
 DEFAULT_REQUESTS_PER_ACTIVITY = 4.0
 AVERAGE_WEIGHT = 0.2
@@ -77,11 +84,21 @@ def request_kind(method: str) -> str:
 
 
 def subscription_of(url: str) -> str | None:
-    """The subscription an ARM request counts against (None: tenant-level, e.g. Resource Graph, its own quota)."""
+    """The subscription an ARM request counts against (None: tenant-level)."""
     parts = urlparse(url).path.split("/")
     if len(parts) > 2 and parts[1].lower() == "subscriptions" and parts[2]:
         return parts[2].lower()
     return None
+
+
+def bucket_of(url: str, method: str) -> tuple[str, str] | None:
+    """(scope, kind) of the bucket a request counts against: a subscription's reads, writes or deletes, or the
+    tenant's Resource Graph queries (whatever subscriptions they name); None for what ARM does not meter so."""
+    path = urlparse(url).path.lower()
+    if path.startswith("/providers/microsoft.resourcegraph/"):
+        return TENANT, RESOURCE_GRAPH
+    subscription = subscription_of(url)
+    return (subscription, request_kind(method)) if subscription is not None else None
 
 
 @dataclass
@@ -93,7 +110,8 @@ class Budget:
 
     @property
     def per_second(self) -> dict[str, float]:
-        return {kind: rate / max(1, self.instances) for kind, rate in self.total_per_second.items()}
+        shares = {kind: rate / max(1, self.instances) for kind, rate in self.total_per_second.items()}
+        return {**shares, RESOURCE_GRAPH: RESOURCE_GRAPH_PER_SECOND / max(1, self.instances)}
 
     @classmethod
     def from_settings(cls) -> Budget:
@@ -103,6 +121,8 @@ class Budget:
         return cls({"reads": reads, "writes": writes, "deletes": writes}, settings.get_int("CMK_ARM_PACING_INSTANCES"))
 
     def capacity(self, kind: str) -> float:
+        if kind == RESOURCE_GRAPH:
+            return max(1.0, RESOURCE_GRAPH_BURST / max(1, self.instances))
         return max(1.0, self.per_second[kind] * BURST_SECONDS)
 
 
@@ -193,7 +213,10 @@ class ArmPacer:
         Retry-After."""
         budget = self.budget()
         rate, capacity = budget.per_second[kind], budget.capacity(kind)
-        remaining = _number(headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
+        header = (
+            "x-ms-user-quota-remaining" if kind == RESOURCE_GRAPH else f"x-ms-ratelimit-remaining-subscription-{kind}"
+        )
+        remaining = _number(headers.get(header))
         retry_after = _number(headers.get("Retry-After")) if status == 429 else None
         if remaining is None and retry_after is None:
             return
@@ -201,7 +224,11 @@ class ArmPacer:
             bucket = self._refilled(subscription_id, kind, rate, capacity)
             if remaining is not None:
                 # Leave ARM's headroom (what the settings keep below its refill, ten seconds of it) to others.
-                headroom = BURST_SECONDS * max(0.0, ARM_PER_SECOND[kind] - budget.total_per_second[kind])
+                headroom = (
+                    0.0
+                    if kind == RESOURCE_GRAPH
+                    else BURST_SECONDS * max(0.0, ARM_PER_SECOND[kind] - budget.total_per_second[kind])
+                )
                 bucket.tokens = min(bucket.tokens, remaining - headroom)
             if retry_after is not None:
                 bucket.tokens = min(bucket.tokens, -retry_after * rate)
@@ -244,13 +271,11 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
 
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
         http = request.http_request
-        subscription = subscription_of(http.url)
-        if subscription is None:
+        bucket = bucket_of(http.url, http.method)
+        if bucket is None:
             return self.next.send(request)
-        kind = request_kind(http.method)
-        self._pacer.before_send(subscription, kind)
+        scope, kind = bucket
+        self._pacer.before_send(scope, kind)
         response = self.next.send(request)
-        self._pacer.after_response(
-            subscription, kind, response.http_response.status_code, response.http_response.headers
-        )
+        self._pacer.after_response(scope, kind, response.http_response.status_code, response.http_response.headers)
         return response

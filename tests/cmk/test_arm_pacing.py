@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cmk.arm import arm_outcomes
-from cmk.arm_pacing import ArmPaced, ArmPacer, Budget, PacingInfo, request_kind, subscription_of
+from cmk.arm_pacing import ArmPaced, ArmPacer, Budget, PacingInfo, bucket_of, request_kind, subscription_of
 
 SUB = "00000001-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -46,6 +46,28 @@ def test_requests_are_classified_as_arm_counts_them() -> None:
     ]
     assert subscription_of(f"https://management.azure.com/subscriptions/{SUB.upper()}/resourceGroups/x?a=1") == SUB
     assert subscription_of("https://management.azure.com/providers/Microsoft.ResourceGraph/resources") is None
+    graph = "https://management.azure.com/providers/Microsoft.ResourceGraph/resources?api-version=2021-03-01"
+    assert bucket_of(graph, "POST") == ("tenant", "resourceGraph")
+    assert bucket_of(f"https://management.azure.com/subscriptions/{SUB}/providers/x", "PATCH") == (SUB, "writes")
+    assert bucket_of("https://management.azure.com/providers/Microsoft.Authorization/operations", "GET") is None
+
+
+def test_resource_graph_queries_stay_within_its_quota_of_15_in_5_seconds() -> None:
+    pacer = _pacer()
+    sent: list[float] = []
+    # Five callers query one after another for 20 s; a paced one comes back when it was told to.
+    due = {f"caller{i}": (0.0, 0) for i in range(5)}
+    while (name := min(due, key=lambda caller: due[caller][0])) and due[name][0] < 20:
+        at, query = due[name]
+        try:
+            with pacer.activity(_info(f"{name}/{query}", at), "discover_accounts_activity"):
+                pacer.before_send("tenant", "resourceGraph")
+            sent.append(at)
+            due[name] = (at + 0.05, query + 1)
+        except ArmPaced as paced:
+            due[name] = (at + paced.wait_seconds, query)
+    assert max(sum(1 for t in sent if start <= t < start + 5) for start in sent) <= 15
+    assert len(sent) >= 35  # and it does not starve: about 2 a second
 
 
 def test_a_burst_of_ten_seconds_goes_then_activities_wait_their_turn_one_after_another() -> None:
