@@ -47,7 +47,7 @@ RESOURCE_GRAPH = "resourceGraph"
 RESOURCE_GRAPH_PER_SECOND = 2.0
 RESOURCE_GRAPH_BURST = 5.0
 TENANT = "tenant"
-# What an activity is expected to send in a subscription until it has been seen (then: a running average).
+# What an activity is expected to send in a bucket until it has been seen there (then: a running average).
 DEFAULT_REQUESTS_PER_ACTIVITY = 4.0
 AVERAGE_WEIGHT = 0.2
 # Orchestration times this far behind the newest seen belong to another timeline, not to a late activity.
@@ -196,7 +196,7 @@ class ArmPacer:
                 elif bucket.tokens < 1:
                     # Its place in the queue: after the debt and everyone already waiting, with what it is
                     # expected to send reserved now, so those paced together wake one after another.
-                    expected = self._per_activity.get((caller.activity, kind), DEFAULT_REQUESTS_PER_ACTIVITY)
+                    expected = self._per_activity.get((caller.activity, slot), DEFAULT_REQUESTS_PER_ACTIVITY)
                     if len(bucket.reservations) < MAX_RESERVATIONS:
                         bucket.reservations[caller.key] = expected
                         bucket.tokens -= expected
@@ -246,8 +246,8 @@ class ArmPacer:
     def _learn(self, caller: _Caller) -> None:
         with self._lock:
             for slot, count in caller.sent.items():
-                kind = slot.rsplit("|", 1)[1]
-                key = (caller.activity, kind)
+                # Per bucket: a preflight sends several reads in its account's subscription and one in its vault's.
+                key = (caller.activity, slot)
                 previous = self._per_activity.get(key)
                 self._per_activity[key] = count if previous is None else previous + AVERAGE_WEIGHT * (count - previous)
 
