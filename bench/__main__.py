@@ -72,24 +72,44 @@ def render(name: str, figures: dict[str, Any]) -> str:
 
 def render_fleet(figures: dict[str, Any]) -> str:
     fleet, scale = figures["fleet"], figures["scale"]
-    rollout, sequential = fleet["rollout"], fleet["sequentialScript"]
+    sequential = fleet["sequentialScript"]
     hours = 3600
-    lines = [
-        f"\nfleet: {rollout['accounts']} accounts, maxConcurrency {fleet['maxConcurrency']} (simulated hours)",
-        f"  rollout makespan          {rollout['makespanSeconds'] / hours:8.2f} h",
-        f"  lower bound max(maxT, sumT/c) {rollout['lowerBoundSeconds'] / hours:4.2f} h"
-        f"   (makespan / bound = {rollout['makespanOverLowerBound']})",
-        f"  sequential SDK script     {sequential['makespanSeconds'] / hours:8.2f} h"
-        f"   ({fleet['speedupOverSequential']}x slower than the rollout)",
-        f"  ARM requests per account  {rollout['armRequestsPerAccount']:8}",
-        f"  status reads / acct-hour  {rollout['statusReadsPerAccountHour']:8}",
-        f"  429 share (real buckets)  {rollout['throttledShare']:8.2%}",
-        "scale:",
-    ]
-    for label, row in (("1,000-account dry run", scale["dryRun"]), ("1,000-account rollout", scale["rollout"])):
+    lines: list[str] = []
+    fleets = [("mixed encryption lengths (10 min to 7 h)", fleet["rollout"])]
+    if "shortFleet" in figures:
+        fleets.append(("10-minute encryptions, RBAC vault", figures["shortFleet"]["rollout"]))
+    for title, rollout in fleets:
+        lines += [
+            f"\nfleet: {rollout['accounts']:,} accounts, {title}, maxConcurrency {fleet['maxConcurrency']} "
+            "(simulated hours)",
+            f"  rollout makespan          {rollout['makespanSeconds'] / hours:8.2f} h",
+            f"  lower bound max(maxT, sumT/c) {rollout['lowerBoundSeconds'] / hours:4.2f} h"
+            f"   (makespan / bound = {rollout['makespanOverLowerBound']})",
+            f"  ARM requests per account  {rollout['armRequestsPerAccount']:8}",
+            f"  status reads / acct-hour  {rollout['statusReadsPerAccountHour']:8}",
+            f"  429 share (real buckets)  {rollout['throttledShare']:8.2%}",
+        ]
+        noticed = rollout.get("noticedAfterAzureSeconds")
+        if noticed:
+            lines.append(
+                f"  end noticed after Azure   median {noticed['median']:.0f} s, max {noticed['max']:.0f} s "
+                f"(under an hour: max {noticed['maxUnderAnHour']} s; longer: max {noticed['maxAnHourOrMore']} s)"
+            )
+        if rollout is fleet["rollout"]:
+            lines.append(
+                f"  sequential SDK script     {sequential['makespanSeconds'] / hours:8.2f} h"
+                f"   ({fleet['speedupOverSequential']}x slower than the rollout, {sequential['accounts']:,} accounts)"
+            )
+    lines.append("scale (wall time on this machine; makespans in simulated time):")
+    rows = [("dry run", scale["dryRun"]), ("rollout, 10-min encryptions", scale["rollout"])]
+    if "largeDryRun" in scale:
+        rows.append(("dry run", scale["largeDryRun"]))
+    for kind, row in rows:
+        label = f"{row['accounts']:,}-account {kind}"
         lines.append(
-            f"  {label:<24} wall {row['wallSeconds']:7.1f} s   peak RSS {row['peakRssMiB']:7.1f} MiB   "
-            f"429 share {row['throttledShare']:.2%}   {row['totals']}"
+            f"  {label:<42} wall {row['wallSeconds']:7.1f} s   peak RSS {row['peakRssMiB']:7.1f} MiB   "
+            f"429 share {row['throttledShare']:.2%}   makespan {row['makespanSeconds']:.0f} s "
+            f"(ARM's buckets allow {row.get('armBucketBoundSeconds', '?')} s)   {row['totals']}"
         )
     return "\n".join(lines)
 
