@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from cmk import settings
 from cmk.auth import Actor
 from cmk.findings import Finding
 from cmk.operations import OperationReading, OperationRef
+from cmk.phases import Outcome as Outcome
+from cmk.phases import Phase as Phase
 from cmk.preflight import Plan
 from cmk.requests import EnablementRequest
 from cmk.resource_ids import parse_account_id, same_key_uri
@@ -24,22 +26,6 @@ ROLLOUT_ORCHESTRATOR = "cmk_rollout"
 LANE_ORCHESTRATOR = "cmk_rollout_lane"
 APPROVAL_EVENT = "approval"
 
-# Encrypting: the key PATCH was accepted (or may have been, its reply lost), Azure has not finished, and this
-# orchestration stopped following it. Failed: Azure reported the operation Failed/Canceled, or a step before the
-# key PATCH could not be done, or the account never confirmed the key. An account is never Failed while Azure
-# still encrypts it.
-Outcome = Literal["Enabled", "AlreadyEnabled", "Refused", "Failed", "Planned", "Encrypting"]
-Phase = Literal[
-    "preflight",
-    "waitingForAccount",
-    "identity",
-    "keyAccess",
-    "awaitingApproval",
-    "enabling",
-    "encrypting",
-    "verifying",
-    "done",
-]
 # Separates an account's instance-id base from the part that makes each orchestration's id new. Account names
 # are lowercase letters, digits and hyphens, so a dot never appears in a base.
 INSTANCE_SUFFIX_SEPARATOR = "."

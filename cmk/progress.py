@@ -15,25 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 from cmk.orchestration import INSTANCE_SUFFIX_SEPARATOR
+from cmk.phases import OUTCOMES as OUTCOMES
+from cmk.phases import PHASES as PHASES
 
-# Every phase an account of a rollout can be in, in the order an account goes through them. `queued`: its lane has
-# not reached it (the concurrency cap); `starting`: claimed, its orchestration has not reported yet.
-PHASES = (
-    "queued",
-    "starting",
-    "preflight",
-    "waitingForAccount",
-    "identity",
-    "keyAccess",
-    "awaitingApproval",
-    "enabling",
-    "encrypting",
-    "verifying",
-    "done",
-)
-# Outcomes of account orchestrations, and what an orchestration that ended without one shows (terminated by an
-# admin, or failed in the orchestrator itself).
-OUTCOMES = ("Enabled", "AlreadyEnabled", "Encrypting", "Failed", "Refused", "Planned", "Terminated")
 ACTIVE_RUNTIME_STATUSES = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 TIMING_FIELDS = (

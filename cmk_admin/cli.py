@@ -12,23 +12,12 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
+from cmk.phases import PHASES
 from cmk_admin.api import Api, ApiError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 FINAL_STATUSES = {"Completed", "Failed", "Terminated"}
 GOOD_OUTCOMES = {"Enabled", "AlreadyEnabled", "Planned"}
-PHASE_ORDER = [
-    "queued",
-    "starting",
-    "preflight",
-    "identity",
-    "keyAccess",
-    "awaitingApproval",
-    "enabling",
-    "encrypting",
-    "verifying",
-    "done",
-]
 BAR_WIDTH = 30
 ROLES = ("CMK.Reader", "CMK.Operator", "CMK.Approver")
 LOCAL_AUDIENCE = "api://cmk-rollout-local"
@@ -120,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     rollout.add_argument("--identity")
     rollout.add_argument("--max-concurrency", type=int)
     rollout.add_argument("--max-per-subscription", type=int)
+    rollout.add_argument("--max-preparing", type=int, help="accounts prepared ahead of their slot at once")
     rollout.add_argument("--dry-run", action="store_true")
     rollout.add_argument("--watch", action="store_true")
     rollout.set_defaults(handler=_rollout)
@@ -200,6 +190,7 @@ def _rollout(api: Api, args: argparse.Namespace) -> int:
         ("identity", args.identity),
         ("maxConcurrency", args.max_concurrency),
         ("maxConcurrencyPerSubscription", args.max_per_subscription),
+        ("maxPreparing", args.max_preparing),
     ):
         if value is not None:
             body[field] = value
@@ -270,9 +261,7 @@ def render(status: dict[str, Any]) -> list[str]:
             f"{head}  phase {custom.get('phase')}  lanes {custom.get('lanes', 0)}",
             f"  {'finished':<16} {bar(done, total)}  {done}/{total}",
         ]
-        for phase in sorted(
-            custom.get("byPhase") or {}, key=lambda p: PHASE_ORDER.index(p) if p in PHASE_ORDER else 99
-        ):
+        for phase in sorted(custom.get("byPhase") or {}, key=lambda p: PHASES.index(p) if p in PHASES else len(PHASES)):
             count = custom["byPhase"][phase]
             lines.append(f"  {phase:<16} {bar(count, total)}  {count}")
         for outcome, count in sorted(by_outcome.items()):
