@@ -99,7 +99,14 @@ def rollout(
         assert peak <= MAX_CONCURRENCY, f"{peak} key operations ran at once, cap {MAX_CONCURRENCY}"
     encryptions = [o for o in operations if "keyVaultKeyUri" in json.dumps(o.get("changes"))]
     encryption_seconds = [_seconds(o["endTime"]) - _seconds(o["startTime"]) for o in encryptions]
-    status_reads = sum(1 for r in arm if "operationsstatus" in r["path"].lower())
+    # Reads of the encryptions' own status URLs (the identity PATCHes' operations are read too, but not here).
+    key_operations = {str(o["id"]).lower() for o in encryptions}
+    status_reads = sum(
+        1
+        for r in arm
+        if "operationsstatus" in r["path"].lower()
+        and r["path"].lower().split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] in key_operations
+    )
     result = {
         "accounts": accounts,
         "dryRun": dry_run,
