@@ -4,30 +4,16 @@ that cannot change the verdict."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-
-import pytest
 
 from cmk.preflight import evaluate
 from cmk.preflight_facts import gather
 from cmk.requests import EnablementRequest
-from sandbox.azure import AzureSimulator
-from sandbox.azure.testing import IDENTITY_ENV
-from tests.activities.conftest import RG, SUB, build_world
+from tests.activities.conftest import RG, SUB, Cloud
+from tests.activities.conftest import cloud as cloud  # the simulated cloud of the activity tests, one per module
 
 KEY_URI = "https://kv-cmk-ready.vault.azure.net/keys/cosmos-cmk"
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[AzureSimulator]:
-    with pytest.MonkeyPatch.context() as patch, AzureSimulator(build_world(), time_scale=1.0) as running:
-        for name in IDENTITY_ENV:
-            patch.delenv(name, raising=False)
-        for name, value in running.app_settings().items():
-            patch.setenv(name, value)
-        yield running
 
 
 def request(account: str, key_uri: str = KEY_URI, **extra: Any) -> EnablementRequest:
@@ -35,8 +21,8 @@ def request(account: str, key_uri: str = KEY_URI, **extra: Any) -> EnablementReq
     return {"accountId": account_id, "keyUri": key_uri, **extra}  # type: ignore[typeddict-item]
 
 
-def test_a_ready_account_s_snapshot_holds_every_fact_and_survives_json(simulator: AzureSimulator) -> None:
-    snapshot = gather(request("acct-ready"), simulator.clock.now())
+def test_a_ready_account_s_snapshot_holds_every_fact_and_survives_json(cloud: Cloud) -> None:
+    snapshot = gather(request("acct-ready"), cloud.simulator.clock.now())
     assert snapshot["account"]["outcome"] == "found"
     assert snapshot["vault"] is not None and snapshot["vault"]["vault"] is not None
     assert snapshot["key"] is not None and snapshot["key"]["outcome"] == "found"
@@ -47,24 +33,26 @@ def test_a_ready_account_s_snapshot_holds_every_fact_and_survives_json(simulator
     assert evaluate(stored)["plan"] is not None
 
 
-def test_what_azure_does_not_have_is_a_fact_not_an_exception(simulator: AzureSimulator) -> None:
+def test_what_azure_does_not_have_is_a_fact_not_an_exception(cloud: Cloud) -> None:
     missing_identity = (
         f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/gone"
     )
     snapshot = gather(
         request("acct-ready", "https://kv-cmk-ready.vault.azure.net/keys/absent", identity=missing_identity),
-        simulator.clock.now(),
+        cloud.simulator.clock.now(),
     )
     assert snapshot["key"] == {"outcome": "notFound", "facts": None, "refusal": None}
     assert snapshot["identity"] == {"outcome": "notFound", "facts": None, "refusal": None}
     assert snapshot["documentIds"] is None  # blocked already: the scan would only spend the account's RU
-    assert gather(request("acct-missing"), simulator.clock.now())["account"]["outcome"] == "notFound"
+    assert gather(request("acct-missing"), cloud.simulator.clock.now())["account"]["outcome"] == "notFound"
 
 
-def test_an_account_already_on_a_key_is_the_only_read(simulator: AzureSimulator) -> None:
-    before = len(simulator.requests())
+def test_an_account_already_on_a_key_is_the_only_read(cloud: Cloud) -> None:
+    before = cloud.last_sequence()
     snapshot = gather(request("acct-enabled"), datetime.fromisoformat("2026-06-01T00:00:00+00:00"))
     assert (snapshot["vault"], snapshot["key"], snapshot["identity"], snapshot["documentIds"]) == (None,) * 4
     # ARM only: a data-plane client of an earlier scan may refresh its account metadata in the background.
-    paths = [str(r["path"]) for r in simulator.requests(since=before) if not str(r["path"]).startswith("/cosmos/")]
+    paths = [
+        str(r["path"]) for r in cloud.simulator.requests(since=before) if not str(r["path"]).startswith("/cosmos/")
+    ]
     assert paths and all("/databaseAccounts/acct-enabled" in path for path in paths), paths
