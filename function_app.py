@@ -4,11 +4,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import (
+    converge_throughput,
     discover_accounts,
     enable_cmk,
     ensure_identity,
     find_older_orchestration,
     grant_key_access,
+    plan_throughput_raise,
     poll_operation,
     preflight,
     prepare_account_start,
@@ -53,5 +55,7 @@ for module in (
     prepare_account_start,
     read_account_instance,
     find_older_orchestration,
+    plan_throughput_raise,
+    converge_throughput,
 ):
     app.register_functions(module.bp)

@@ -20,6 +20,7 @@ from cmk.phases import Phase as Phase
 from cmk.preflight import Plan
 from cmk.requests import EnablementRequest
 from cmk.resource_ids import parse_account_id, same_key_uri
+from cmk.throughput import ThroughputRaiseReport
 
 ACCOUNT_ORCHESTRATOR = "cmk_account"
 ROLLOUT_ORCHESTRATOR = "cmk_rollout"
@@ -171,6 +172,8 @@ class AccountOutput(TypedDict):
     requestedBy: NotRequired[Actor | None]
     approvedBy: NotRequired[Actor | None]
     rejectedBy: NotRequired[Actor | None]
+    # The throughput raise a request asked for: its plan, each change, and whether it was restored (cmk.throughput).
+    throughputRaise: NotRequired[ThroughputRaiseReport]
 
 
 class AccountInput(TypedDict):
@@ -190,6 +193,8 @@ class ResumeState(TypedDict):
     plan: Plan | None
     identity: str | None
     timings: Timings
+    # What a throughput raise recorded and changed, carried to the restore after the encryption.
+    throughputRaise: NotRequired[ThroughputRaiseReport]
 
 
 class CustomStatus(TypedDict):

@@ -8,6 +8,7 @@ from cmk.auth import Actor
 from cmk.errors import InvalidRequest
 from cmk.key_uris import accepted_key_uri
 from cmk.resource_ids import parse_account_id, parse_identity_id
+from cmk.throughput import ThroughputRaiseRequest, parse_throughput_raise
 
 SYSTEM_ASSIGNED = "SystemAssigned"
 
@@ -18,6 +19,8 @@ class EnablementRequest(TypedDict):
     identity: NotRequired[str]
     dryRun: NotRequired[bool]
     approval: NotRequired[Literal["required"]]
+    # Opt-in: raise the account's throughput before the key PATCH, restore it after the encryption (cmk.throughput).
+    throughputRaise: NotRequired[ThroughputRaiseRequest]
     # Set by the app, never taken from a body: who asked (the route's caller, a rollout's requester, Event Grid),
     # and who decided on the approval, each with the time.
     requestedBy: NotRequired[Actor]
@@ -27,7 +30,7 @@ class EnablementRequest(TypedDict):
     decisionComment: NotRequired[str]
 
 
-_FIELDS = {"accountId", "keyUri", "identity", "dryRun", "approval"}
+_FIELDS = {"accountId", "keyUri", "identity", "dryRun", "approval", "throughputRaise"}
 
 
 # What the app records in a request (who asked, who decided); never accepted from a caller's body.
@@ -68,4 +71,6 @@ def parse_enablement_request(body: Any) -> EnablementRequest:
         if body["approval"] != "required":
             raise InvalidRequest("InvalidApproval", 'approval, when given, must be "required".')
         request["approval"] = "required"
+    if "throughputRaise" in body:
+        request["throughputRaise"] = parse_throughput_raise(body["throughputRaise"])
     return request

@@ -31,6 +31,7 @@ from cmk.resource_ids import (
     parse_resource_group_name,
     parse_scope,
 )
+from cmk.throughput import ThroughputRaiseRequest, parse_throughput_raise
 
 MAX_ACCOUNTS_PER_REQUEST = 10_000
 MAX_CONCURRENCY = 500
@@ -54,6 +55,8 @@ class RolloutRequest(TypedDict):
     maxConcurrency: int
     maxConcurrencyPerSubscription: int
     dryRun: bool
+    # Opt-in, for every account of the rollout: a temporary throughput raise around its encryption (cmk.throughput).
+    throughputRaise: NotRequired[ThroughputRaiseRequest]
     # Set by the app, never taken from the body: who asked for the rollout, and when.
     requestedBy: NotRequired[Actor]
 
@@ -67,6 +70,7 @@ _FIELDS = {
     "maxConcurrency",
     "maxConcurrencyPerSubscription",
     "dryRun",
+    "throughputRaise",
 }
 
 
@@ -117,6 +121,8 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
         identity = body["identity"]
         is_system = isinstance(identity, str) and identity.lower() == SYSTEM_ASSIGNED.lower()
         request["identity"] = SYSTEM_ASSIGNED if is_system else str(parse_identity_id(identity))
+    if "throughputRaise" in body:
+        request["throughputRaise"] = parse_throughput_raise(body["throughputRaise"])
     return request
 
 
@@ -291,6 +297,12 @@ def _estimate(account_id: str) -> float:
     Best effort: an account whose metrics cannot be read (throttled, not permitted) gets the default estimate,
     which only affects the order accounts are started in.
     """
+    return expected_encryption_seconds(*encryption_inputs(account_id))
+
+
+def encryption_inputs(account_id: str) -> tuple[float | None, float | None]:
+    """(data size in bytes, spare RU/s) from Azure Monitor: the inputs of cmk.fleet.expected_encryption_seconds,
+    spare being the provisioned throughput less its busiest use in the last hour; (None, None) when unreadable."""
     account = parse_account_id(account_id)
     url = (
         f"{clouds.arm_endpoint()}{account}/providers/Microsoft.Insights/metrics"
@@ -302,11 +314,11 @@ def _estimate(account_id: str) -> float:
         response.raise_for_status()
         maxima = _metric_maxima(response.json())
     except (AzureError, HttpResponseError, ValueError):
-        return expected_encryption_seconds(None, None)
+        return None, None
     provisioned = maxima.get("ProvisionedThroughput")
     busy_percent = maxima.get("NormalizedRUConsumption", 0.0)
     spare = provisioned * max(0.0, 1 - busy_percent / 100) if provisioned is not None else None
-    return expected_encryption_seconds(maxima.get("DataUsage"), spare)
+    return maxima.get("DataUsage"), spare
 
 
 def _metric_maxima(body: dict[str, Any]) -> dict[str, float]:

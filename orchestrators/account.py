@@ -43,7 +43,9 @@ from cmk.orchestration import (
 from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, expected_from_progress, monitor_interval_seconds
 from cmk.preflight import Plan, PreflightResult
 from cmk.requests import EnablementRequest
+from cmk.throughput import RaisePlan, ThroughputRaiseReport
 from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, retry_options, sleep
+from orchestrators.throughput_raise import not_possible, plan_raise, planned_report, raise_throughput, restore_into
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -74,7 +76,11 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     request, config = data["request"], data["config"]
     resume = data.get("resume")
     if resume is not None:
-        return (yield from _monitor_and_finish(context, request, config, resume))
+        return (
+            yield from _restoring(
+                context, request, config, resume, _monitor_and_finish(context, request, config, resume)
+            )
+        )
 
     timings: Timings = {"startedAt": now_iso(context)}
     reattach = data.get("reattach")
@@ -94,9 +100,19 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
             return (yield from _blocked(context, request, config, findings, timings))
         plan = preflight["plan"]
         assert plan is not None  # an unblocked preflight always plans
+        raise_plan: RaisePlan | None = None
+        if "throughputRaise" in request:
+            raise_plan = yield from plan_raise(context, request, config)
+            if not raise_plan["possible"]:
+                findings = [*findings, not_possible(raise_plan)]
+                output = _finish(context, request, "Refused", _reason(findings), findings, None, None, timings)
+                output["throughputRaise"] = planned_report(request, raise_plan)
+                return output
         if request.get("dryRun"):
             output = _finish(context, request, "Planned", "dry run: preflight passed", findings, None, None, timings)
             output["plan"] = plan
+            if raise_plan is not None:
+                output["throughputRaise"] = planned_report(request, raise_plan)
             return output
 
         principal_id, tenant_id = yield from _ensure_identity(context, request, plan, config)
@@ -117,11 +133,25 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
         return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
 
+    raised: ThroughputRaiseReport | None = None
+    if "throughputRaise" in request:
+        # Right before the key PATCH (after any approval or slot): Azure blocks throughput changes once it is sent.
+        attempt = yield from raise_throughput(context, request, config)
+        if attempt.failure is not None:
+            outcome: Outcome = "Refused" if attempt.findings else "Failed"
+            output = _finish(
+                context, request, outcome, attempt.failure, findings + attempt.findings, plan, None, timings
+            )
+            if attempt.report is not None:
+                output["throughputRaise"] = attempt.report
+            return output
+        raised = attempt.report
     report(context, "enabling", request["accountId"])
     try:
         enabled = yield from _enable(context, request, config)
     except StepFailed as stop:
-        return _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
+        output = _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
+        return (yield from restore_into(context, request, config, raised, output))
     timings["enableRequestedAt"] = now_iso(context)
     if not context.is_replaying:
         logger.info("CMK enable step for %s: %s (%s)", request["accountId"], enabled["status"], enabled["detail"])
@@ -136,9 +166,25 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         certain=enabled["status"] in ("accepted", "applied"),
         expected_seconds=data.get("expectedSeconds"),
     )
+    if raised is not None:
+        state["throughputRaise"] = raised
     if enabled["status"] == "applied":
-        return (yield from _verify(context, request, config, state))
-    return (yield from _monitor_and_finish(context, request, config, state))
+        return (yield from _restoring(context, request, config, state, _verify(context, request, config, state)))
+    return (
+        yield from _restoring(context, request, config, state, _monitor_and_finish(context, request, config, state))
+    )
+
+
+def _restoring(
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    resume: ResumeState,
+    steps: Generator[Any, Any, AccountOutput | None],
+) -> Generator[Any, Any, AccountOutput | None]:
+    """Run the steps to the outcome, then restore a throughput raise (once the encryption has ended)."""
+    output = yield from steps
+    return (yield from restore_into(context, request, config, resume.get("throughputRaise"), output))
 
 
 def _resume_state(

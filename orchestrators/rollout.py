@@ -59,6 +59,8 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     template: LaneTemplate = {"dryRun": request["dryRun"]}
     if "identity" in request:
         template["identity"] = request["identity"]
+    if "throughputRaise" in request:
+        template["throughputRaise"] = request["throughputRaise"]
     if "requestedBy" in request:
         template["requestedBy"] = request["requestedBy"]
     lane_ids = [f"{context.instance_id}-lane-{index}" for index in range(len(lanes))]

@@ -37,6 +37,7 @@ from cmk.orchestration import (
 )
 from cmk.requests import EnablementRequest
 from cmk.rollouts import ReportRow, report_row, unplanned_row
+from cmk.throughput import ThroughputRaiseRequest
 from coordination.account_instances import ACTIVE_RUNTIME_STATUSES, InstanceReading, Preparation
 from orchestrators.steps import first_line, retry_options, sleep
 
@@ -56,6 +57,7 @@ FOLLOWING_PHASES = {"enabling", "encrypting", "verifying"}
 class LaneTemplate(TypedDict, total=False):
     dryRun: bool
     identity: str
+    throughputRaise: ThroughputRaiseRequest
     requestedBy: Actor  # the rollout's requester: each account's request records it
 
 
@@ -142,6 +144,8 @@ def _claim(
         request["dryRun"] = True
     if "identity" in template:
         request["identity"] = template["identity"]
+    if "throughputRaise" in template:
+        request["throughputRaise"] = template["throughputRaise"]
     if "requestedBy" in template:
         request["requestedBy"] = template["requestedBy"]
     child_input: AccountInput = {

@@ -298,3 +298,22 @@ def test_runtime_status_names_known_statuses_only(api: Api, statuses: str) -> No
     reply = api.call("GET", "cmk/instances", params={"runtimeStatus": statuses})
     _refused(api, reply, code="InvalidRuntimeStatus")
     assert api.call("GET", "cmk/instances", params={"runtimeStatus": "Running, Pending"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raise_",
+    [
+        None,
+        {"factor": 2},
+        {"factor": 1, "maxRuPerSecond": 50000},
+        {"factor": 2, "maxRuPerSecond": 100},
+        {"factor": 2, "maxRuPerSecond": 50000, "until": "tomorrow"},
+    ],
+)
+def test_a_malformed_throughput_raise_is_a_400_on_accounts_and_rollouts(api: Api, raise_: Any) -> None:
+    for path, body in (
+        ("cmk/accounts", {"accountId": ACCOUNT, "keyUri": KEY}),
+        ("cmk/rollouts", {"accounts": [ACCOUNT], "keyUri": KEY}),
+    ):
+        error = _refused(api, api.call("POST", path, json={**body, "throughputRaise": raise_}))
+        assert error["code"] == "InvalidThroughputRaise" and "throughputRaise" in error["message"]

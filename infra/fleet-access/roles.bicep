@@ -16,7 +16,7 @@
 //   Encryption User, only to service principals (the Cosmos DB identities), and can delete nothing.
 
 @export()
-@description('Operator role: reads and writes on database accounts, key vault reads and access-policy writes, user-assigned identity assign, Resource Graph and metrics reads.')
+@description('Operator role: reads and writes on database accounts, key vault reads and access-policy writes, user-assigned identity assign, Resource Graph and metrics reads, database and container throughput reads and writes (the opt-in throughput raise).')
 var cmkOperatorActions = [
   'Microsoft.DocumentDB/databaseAccounts/read'
   'Microsoft.DocumentDB/databaseAccounts/write'
@@ -30,6 +30,27 @@ var cmkOperatorActions = [
   'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action'
   'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Insights/metrics/read'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/read'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/read'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/read'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/collections/read'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/collections/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/mongodbDatabases/collections/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/read'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/graphs/read'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/graphs/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/gremlinDatabases/graphs/throughputSettings/write'
+  'Microsoft.DocumentDB/databaseAccounts/tables/read'
+  'Microsoft.DocumentDB/databaseAccounts/tables/throughputSettings/read'
+  'Microsoft.DocumentDB/databaseAccounts/tables/throughputSettings/write'
 ]
 
 @export()

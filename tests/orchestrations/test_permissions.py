@@ -22,6 +22,7 @@ from sandbox.stack import LocalStack
 SUB = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f"
 RG = "rg-permissions"
 ASSIGN_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+RAISE = {"factor": 2, "maxRuPerSecond": 50000}
 
 
 def _wait(url: str, instance_id: str) -> dict[str, Any]:
@@ -45,9 +46,18 @@ def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytes
     plain = b.cosmos_account(SUB, RG, "perm-plain")
     continuous = b.cosmos_account(SUB, RG, "perm-continuous", backup="Continuous")
     untouched = b.cosmos_account(SUB, RG, "perm-dry-run-only")
-    accounts = [plain, continuous, untouched]
+    # A throughput raise (opt-in) on an account of each API with provisioned throughput: their reads and writes.
+    mongo = b.cosmos_account(SUB, RG, "perm-mongo", kind="MongoDB", capabilities=["EnableMongo"])
+    gremlin = b.cosmos_account(SUB, RG, "perm-gremlin", capabilities=["EnableGremlin"])
+    table = b.cosmos_account(SUB, RG, "perm-table", capabilities=["EnableTable"])
+    raised = [plain, mongo, gremlin, table]
+    accounts = [plain, continuous, untouched, mongo, gremlin, table]
     world = b.world(
-        [uami, vault, rbac_vault, key, rbac_key, *accounts, *(b.sql_role_assignment(a, SYSTEM) for a in accounts)],
+        [uami, vault, rbac_vault, key, rbac_key, *accounts, *(b.sql_role_assignment(a, SYSTEM) for a in accounts)]
+        + _throughput_resources(plain, "sqlDatabases")
+        + _throughput_resources(mongo, "mongodbDatabases")
+        + _throughput_resources(gremlin, "gremlinDatabases")
+        + _throughput_resources(table, "tables"),
         tenant_id=TENANT,
     )
     with LocalStack(world, time_scale=1500) as stack:
@@ -55,9 +65,11 @@ def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytes
         started = [
             requests.post(
                 f"{url}/api/cmk/accounts",
-                json={"accountId": plain["id"], "keyUri": b.versionless_key_uri(key)},
+                json={"accountId": account["id"], "keyUri": b.versionless_key_uri(key), "throughputRaise": RAISE},
                 timeout=60,
-            ),
+            )
+            for account in raised
+        ] + [
             requests.post(
                 f"{url}/api/cmk/accounts",
                 json={"accountId": continuous["id"], "keyUri": b.versionless_key_uri(rbac_key), "identity": uami["id"]},
@@ -86,6 +98,16 @@ def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytes
         assert _denied([r for r in ours if r.get("authorization")]) == []
     assert ASSIGN_IDENTITY in performed  # authorised by ARM on the identity, within the account's PATCH
     assert performed == set(REQUIRED_ARM_ACTIONS)
+
+
+def _throughput_resources(account: dict[str, Any], database_type: str) -> list[dict[str, Any]]:
+    """A database (or table) with throughput of its own and, but for tables, a container with its own."""
+    database = b.cosmos_database(account, "data", database_type)
+    resources = [database, b.throughput_settings(database, throughput=400)]
+    if database_type != "tables":
+        container = b.cosmos_container(database, "items")
+        resources += [container, b.throughput_settings(container, autoscale_max=1000)]
+    return resources
 
 
 def _performed(entries: list[dict[str, Any]]) -> set[str]:
