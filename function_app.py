@@ -4,6 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import (
+    collect_lane_rows,
     converge_throughput,
     discover_accounts,
     enable_cmk,
@@ -15,6 +16,7 @@ from activities import (
     preflight,
     prepare_account_start,
     read_account_instance,
+    release_account_slot,
     summarize_rollout,
     verify_cmk,
 )
@@ -55,6 +57,8 @@ for module in (
     prepare_account_start,
     read_account_instance,
     find_older_orchestration,
+    release_account_slot,
+    collect_lane_rows,
     plan_throughput_raise,
     converge_throughput,
 ):

@@ -5,6 +5,11 @@ flight. The Durable out-of-process protocol degrades a `task_any` sliding window
 docs/durable-protocol.md §2.5), so concurrency is capped with lanes instead. Accounts are dealt longest first to
 the least loaded lane (LPT scheduling: makespan within 4/3 of optimal for the estimates), and a subscription's
 accounts are kept on at most `max_per_subscription` lanes, which bounds its concurrency by construction.
+
+What the caps bound is the encryption: an account holds its lane's slot from its key PATCH to the end of its
+encryption. Preparation (preflight, identity, key access) runs ahead of the slot, for up to `maxPreparing` accounts
+of the rollout at once, dealt over the lanes (`preparing_per_lane`), so a slot is refilled the moment an
+encryption ends.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ UNKNOWN_ENCRYPTION_SECONDS = 3600.0
 # working assumption: each KiB is read (about 1 RU per KB) and written back (about 5 RUs per KB), the costs
 # Microsoft's "Optimize request cost in Azure Cosmos DB" gives; the simulator's model (world.py) makes the same one.
 RU_PER_KIB = 6.0
+# Accounts one lane prepares ahead of its slot at most: the lane names each in its custom status, which must stay
+# small (16 KB), and a deeper lead only makes prepared accounts wait longer.
+MAX_PREPARING_PER_LANE = 16
 
 
 class PlannedAccount(TypedDict):
@@ -57,3 +65,12 @@ def plan_lanes(
         lanes[lane].append(account)
         loads[lane] += account["expectedSeconds"] + DEFAULT_OVERHEAD_SECONDS
     return [lane for lane in lanes if lane]
+
+
+def preparing_per_lane(lanes: int, max_preparing: int) -> list[int]:
+    """How many accounts each lane prepares ahead of its slot: `max_preparing` dealt evenly, the first lanes (the
+    longest, by LPT) taking the remainder, at most MAX_PREPARING_PER_LANE each."""
+    if lanes < 1:
+        return []
+    share, extra = divmod(max(0, max_preparing), lanes)
+    return [min(MAX_PREPARING_PER_LANE, share + (1 if index < extra else 0)) for index in range(lanes)]

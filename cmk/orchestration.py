@@ -26,6 +26,9 @@ ACCOUNT_ORCHESTRATOR = "cmk_account"
 ROLLOUT_ORCHESTRATOR = "cmk_rollout"
 LANE_ORCHESTRATOR = "cmk_rollout_lane"
 APPROVAL_EVENT = "approval"
+# Raised by a rollout lane to the account orchestration it started ahead of its slot (input `hold`): the lane's
+# slot is free, the key PATCH may go.
+SLOT_EVENT = "slot"
 
 # Separates an account's instance-id base from the part that makes each orchestration's id new. Account names
 # are lowercase letters, digits and hyphens, so a dot never appears in a base.
@@ -144,6 +147,7 @@ class Timings(TypedDict, total=False):
     identityReadyAt: str
     keyAccessReadyAt: str
     approvedAt: str
+    slotGrantedAt: str  # a rollout's account prepared ahead of its slot: when the lane gave it the slot
     enableRequestedAt: str
     encryptionDoneAt: str
     finishedAt: str
@@ -176,6 +180,25 @@ class AccountOutput(TypedDict):
     throughputRaise: NotRequired[ThroughputRaiseReport]
 
 
+class SlotHold(TypedDict):
+    """A rollout lane started this orchestration ahead of the lane's slot: prepare, then wait for SLOT_EVENT before
+    the key PATCH; while waiting, read the lane now and then, and end (nothing irreversible done) if it is gone."""
+
+    laneId: str
+    rolloutId: str
+
+
+class HeldState(TypedDict):
+    """Where a held orchestration stands; carried across continue_as_new while it waits for its slot."""
+
+    findings: list[Finding]
+    plan: Plan
+    timings: Timings
+    since: str
+    checks: int
+    checkSeconds: int
+
+
 class AccountInput(TypedDict):
     request: EnablementRequest
     config: OrchestrationConfig
@@ -183,6 +206,10 @@ class AccountInput(TypedDict):
     resume: NotRequired[ResumeState]
     # An encryption an earlier orchestration of this account left running: follow it, send no PATCH.
     reattach: NotRequired[OperationRef]
+    # Started by a rollout lane ahead of its slot: wait for the slot before the key PATCH (never in a dry run).
+    hold: NotRequired[SlotHold]
+    # Present in later generations of a held orchestration: prepared, it resumes waiting for its slot.
+    held: NotRequired[HeldState]
     # The rollout's estimate of this account's encryption (cmk.fleet), which paces the monitor's status reads.
     expectedSeconds: NotRequired[float]
 

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
-from cmk.orchestration import INSTANCE_SUFFIX_SEPARATOR
+from cmk.orchestration import APPROVAL_EVENT, INSTANCE_SUFFIX_SEPARATOR, SLOT_EVENT
 from cmk.phases import OUTCOMES as OUTCOMES
 from cmk.phases import PHASES as PHASES
 
@@ -26,6 +26,7 @@ TIMING_FIELDS = (
     "identityReadyAt",
     "keyAccessReadyAt",
     "approvedAt",
+    "slotGrantedAt",
     "enableRequestedAt",
     "encryptionDoneAt",
     "finishedAt",
@@ -193,20 +194,33 @@ def timings_from_history(events: list[dict[str, Any]]) -> dict[str, str]:
             return timings  # still waiting for the role assignment to propagate
         after_grant = fired
         timings["keyAccessReadyAt"] = str(events[fired].get("FireAt") or "")  # refined below
-    approval = next((i for i, e in enumerate(events) if i > after_grant and e.get("EventType") == "EventRaised"), None)
-    next_activity = first(after_grant)
-    approval_timer = next(
-        (e for i, e in enumerate(events) if i > after_grant and e.get("EventType") == "TimerCreated"), None
+    approval = _raised(events, after_grant, APPROVAL_EVENT)
+    # The lane may give the slot while the account still prepares: the SDK keeps the event for the wait.
+    slot = _raised(events, -1, SLOT_EVENT)
+    # A held orchestration reads its lane while it waits for its slot: those reads are not a step.
+    next_activity = first(after_grant, but=("read_account_instance",))
+    wait_timer = next(
+        (i for i, e in enumerate(events) if i > after_grant and e.get("EventType") == "TimerCreated"), None
     )
-    waits_for_approval = approval is not None or (approval_timer is not None and next_activity is None)
-    if waits_for_approval:
-        if approval_timer is not None:
-            timings["keyAccessReadyAt"] = str(approval_timer.get("Timestamp"))
-        approved = first(approval) if approval is not None else None
-        if approved is None:
-            return timings
-        timings["approvedAt"] = approved[0]
-        enable_after = approved[1] - 1
+    waits = (
+        approval is not None
+        or slot is not None
+        or (wait_timer is not None and (next_activity is None or wait_timer < next_activity[1]))
+    )
+    if waits:
+        if wait_timer is not None:
+            timings["keyAccessReadyAt"] = str(events[wait_timer].get("Timestamp"))
+        enable_after = after_grant
+        for field, event in (("approvedAt", approval), ("slotGrantedAt", slot)):
+            if event is None:
+                continue
+            enable_after = max(event, enable_after)  # it moved on once it waited and the event had come
+            moment = _moment_after(events, completed, enable_after)
+            if moment is None:
+                return timings
+            timings[field] = moment
+        if approval is None and slot is None:
+            return timings  # still waiting
     else:
         if next_activity is None:
             return {key: value for key, value in timings.items() if value}
@@ -225,6 +239,27 @@ def timings_from_history(events: list[dict[str, Any]]) -> dict[str, str]:
     return timings
 
 
+def _raised(events: list[dict[str, Any]], after: int, name: str) -> int | None:
+    return next(
+        (
+            i
+            for i, e in enumerate(events)
+            if i > after and e.get("EventType") == "EventRaised" and e.get("Name") == name
+        ),
+        None,
+    )
+
+
+def _moment_after(events: list[dict[str, Any]], completed: list[tuple[str, str, int]], index: int) -> str | None:
+    """The orchestration's clock when it moved on from the event at `index`: the scheduled time of the next
+    activity, or the time of the next timer it created, whichever came first."""
+    moments = [scheduled for _, scheduled, at in completed if at > index][:1]
+    moments += [str(e.get("Timestamp")) for e in events[index + 1 :] if e.get("EventType") == "TimerCreated"][:1]
+    parsed = [(parse_time(moment), moment) for moment in moments]
+    known = [(at, moment) for at, moment in parsed if at is not None]
+    return min(known)[1] if known else None
+
+
 def _result_number(event: dict[str, Any], key: str) -> float:
     result = event.get("Result")
     value = result.get(key) if isinstance(result, dict) else None
@@ -237,7 +272,9 @@ def known_timings(instance: dict[str, Any], history: list[dict[str, Any]] | None
     output = as_dict(instance.get("output"))
     if isinstance(output.get("timings"), dict):
         return _normalised(output["timings"])
-    timings: dict[str, Any] = dict(as_dict(as_dict(as_dict(instance.get("input")).get("resume")).get("timings")))
+    data = as_dict(instance.get("input"))
+    # A monitor generation carries them in `resume`, a generation waiting for its slot in `held`.
+    timings: dict[str, Any] = dict(as_dict(as_dict(data.get("resume") or data.get("held")).get("timings")))
     if history and not timings:
         for key, value in timings_from_history(history).items():
             timings.setdefault(key, value)
@@ -261,12 +298,21 @@ def segments(
     waited (or waits) for an approval, so key access is followed by that wait."""
     finished = timings.get("finishedAt")
     approval = approval or "approvedAt" in timings or phase == "awaitingApproval"
+    held = "slotGrantedAt" in timings or phase == "waitingForSlot"
+    waits: list[tuple[str, str]] = []
+    ready = "keyAccessReadyAt"  # when the step before the key PATCH begins
+    if approval:
+        waits.append(("awaitingApproval", ready))
+        ready = "approvedAt"
+    if held:  # prepared ahead of its rollout lane's slot
+        waits.append(("waitingForSlot", ready))
+        ready = "slotGrantedAt"
     starts = [
         ("preflight", "startedAt"),
         ("identity", "preflightDoneAt"),
         ("keyAccess", "identityReadyAt"),
-        *((("awaitingApproval", "keyAccessReadyAt"), ("enabling", "approvedAt")) if approval else ()),
-        *(() if approval else (("enabling", "keyAccessReadyAt"),)),
+        *waits,
+        ("enabling", ready),
         ("encrypting", "enableRequestedAt"),
         ("verifying", "encryptionDoneAt"),
     ]

@@ -54,6 +54,9 @@ class RolloutRequest(TypedDict):
     identity: NotRequired[str]
     maxConcurrency: int
     maxConcurrencyPerSubscription: int
+    # Accounts prepared (preflight, identity, key access) ahead of their slot at once; absent in rollouts started
+    # before it existed (then none).
+    maxPreparing: NotRequired[int]
     dryRun: bool
     # Opt-in, for every account of the rollout: a temporary throughput raise around its encryption (cmk.throughput).
     throughputRaise: NotRequired[ThroughputRaiseRequest]
@@ -69,6 +72,7 @@ _FIELDS = {
     "identity",
     "maxConcurrency",
     "maxConcurrencyPerSubscription",
+    "maxPreparing",
     "dryRun",
     "throughputRaise",
 }
@@ -94,6 +98,7 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
         _cap(body, "maxConcurrencyPerSubscription", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION")),
         request["maxConcurrency"],
     )
+    request["maxPreparing"] = _preparing(body, request["maxConcurrency"])
     if "accounts" in body:
         accounts = body["accounts"]
         if not isinstance(accounts, list) or not accounts:
@@ -133,6 +138,17 @@ def _cap(body: dict[str, Any], name: str, default: int) -> int:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise InvalidRequest("InvalidConcurrency", f"{name} must be a whole number from 1 to {MAX_CONCURRENCY}.")
+    return value
+
+
+def _preparing(body: dict[str, Any], default: int) -> int:
+    """maxPreparing: 0 (prepare each account only when its slot is free) to MAX_CONCURRENCY; maxConcurrency when
+    absent, so every lane prepares its next account while the current one encrypts."""
+    if "maxPreparing" not in body:
+        return default
+    value = body["maxPreparing"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CONCURRENCY:
+        raise InvalidRequest("InvalidPreparing", f"maxPreparing must be a whole number from 0 to {MAX_CONCURRENCY}.")
     return value
 
 

@@ -4,8 +4,9 @@ only (the rollout's own customStatus stays a handful of counters whatever the fl
 
 Where each account of a rollout stands comes from its lanes: a lane's latest input holds its planned accounts, the
 position it has reached and the report rows of the accounts it finished in earlier generations, and its custom
-status names the orchestration it waits on now. Accounts the lane finished in its current generation are found by
-the instance id the lane gives them (deterministic per rollout, account and claim), else from the lane's history.
+status names the orchestration holding its slot now and those it prepares ahead of it (`upcoming`). Accounts the
+lane finished in its current generation are found by the instance id the lane gives them (deterministic per
+rollout, account and claim), else from the lane's history.
 
 Finished orchestrations never change, so their status payloads are kept in memory (`_TERMINAL`): a refresh reads
 only the orchestrations still running and the ones that ended since. Whole views are kept for `VIEW_TTL_SECONDS`,
@@ -430,6 +431,18 @@ def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]
                     ),
                     None,
                 )
+        # Accounts the lane prepares ahead of its slot (started, waiting for it or still preparing).
+        upcoming: dict[int, str] = {}
+        if lane.get("runtimeStatus") in ACTIVE_RUNTIME_STATUSES:
+            for entry in custom.get("upcoming") or []:
+                if isinstance(entry, dict) and entry.get("accountId") and entry.get("instanceId"):
+                    wanted = str(entry["accountId"]).lower()
+                    found = next(
+                        (i for i, p in enumerate(planned) if p["accountId"].lower() == wanted and i >= position), None
+                    )
+                    if found is not None:
+                        upcoming[found] = str(entry["instanceId"])
+        frontier = current_index if current_index is not None else min(upcoming, default=None)
         for index, account in enumerate(planned):
             slot = _LaneSlot(lane=index_of_lane, index=index, planned=account)
             row = rows.get(account["accountId"].lower())
@@ -439,7 +452,10 @@ def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]
                 slot.current, slot.instance_id = True, current_id
                 if current_id:
                     _claimed(rollout_id, account["accountId"], current_id)
-            elif current_index is not None and position <= index < current_index:
+            elif index in upcoming:
+                slot.current, slot.instance_id = True, upcoming[index]
+                _claimed(rollout_id, account["accountId"], upcoming[index])
+            elif frontier is not None and position <= index < frontier:
                 slot.finished_here = True
             elif lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES and index >= position:
                 slot.finished_here = True  # ended without an output: the report will have its row
@@ -749,8 +765,10 @@ def live_rollout_counts(snapshot: Fleet, rollout: dict[str, Any]) -> dict[str, A
             continue
         by_outcome.update(status.get("done") or {})
         by_phase["queued"] += int(status.get("remaining") or 0)
-        current = status.get("current") if isinstance(status.get("current"), dict) else None
-        if current:
+        # The account holding the lane's slot, and those it prepares ahead of it.
+        for current in [status.get("current"), *(status.get("upcoming") or [])]:
+            if not isinstance(current, dict):
+                continue
             instance = by_id.get(str(current.get("instanceId")))
             phase = phase_of(instance) if instance else "starting"
             if phase == "done":

@@ -16,10 +16,11 @@
   const PAGE_SIZES = [25, 50, 100, 200];
 
   const PHASES = ["queued", "starting", "preflight", "waitingForAccount", "identity", "keyAccess",
-    "awaitingApproval", "enabling", "encrypting", "verifying", "done"];
+    "awaitingApproval", "waitingForSlot", "enabling", "encrypting", "verifying", "done"];
   const PHASE_LABEL = {
     queued: "Queued (cap)", starting: "Starting", preflight: "Preflight", waitingForAccount: "Waiting for account",
-    identity: "Identity", keyAccess: "Key access", awaitingApproval: "Awaiting approval", enabling: "Enabling",
+    identity: "Identity", keyAccess: "Key access", awaitingApproval: "Awaiting approval",
+    waitingForSlot: "Prepared, waiting for a slot", enabling: "Enabling",
     encrypting: "Encrypting", verifying: "Verifying", done: "Done",
   };
   const OUTCOMES = ["Enabled", "AlreadyEnabled", "Encrypting", "Failed", "Refused", "Planned", "Terminated"];
@@ -34,10 +35,12 @@
   const PHASE_FILL = {
     queued: ["#d8dde3", "hatch", "#8c959f"], starting: ["#aab3bd"], preflight: ["#56b4e9"],
     waitingForAccount: ["#56b4e9", "dots", "#1b1f24"], identity: ["#0072b2"], keyAccess: ["#cc79a7"],
-    awaitingApproval: ["#f0e442", "backhatch", "#1b1f24"], enabling: ["#d55e00"],
+    awaitingApproval: ["#f0e442", "backhatch", "#1b1f24"], waitingForSlot: ["#cc79a7", "dots", "#1b1f24"],
+    enabling: ["#d55e00"],
     encrypting: ["#e69f00", "stripes", "rgba(0,0,0,0.3)"], verifying: ["#7fd1b9"], done: ["#009e73"],
   };
-  const STEPS = ["preflight", "identity", "keyAccess", "awaitingApproval", "enabling", "encrypting", "verifying"];
+  const STEPS = ["preflight", "identity", "keyAccess", "awaitingApproval", "waitingForSlot", "enabling", "encrypting",
+    "verifying"];
 
   const main = document.getElementById("main");
   const liveState = document.getElementById("live-state");
@@ -1145,6 +1148,8 @@
       const items = [];
       for (const step of STEPS) {
         if (step === "awaitingApproval" && !approval) continue;
+        // Only a rollout's account prepared ahead of its lane's slot waits for one.
+        if (step === "waitingForSlot" && !segments.some((s) => s.phase === step)) continue;
         const seg = segments.find((s) => s.phase === step) ||
           (step === "preflight" ? segments.find((s) => s.phase === "waitingForAccount") : null);
         let state = "pending";

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Generator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TimerTask
@@ -22,6 +22,7 @@ from activities.find_older_orchestration import FIND_OLDER_ORCHESTRATION
 from activities.grant_key_access import GRANT_KEY_ACCESS
 from activities.poll_operation import POLL_OPERATION
 from activities.preflight import PREFLIGHT
+from activities.read_account_instance import READ_ACCOUNT_INSTANCE
 from activities.verify_cmk import VERIFY_CMK
 from cmk.auth import Actor
 from cmk.enablement import EnableResult, Verification
@@ -30,8 +31,10 @@ from cmk.operations import OperationReading, OperationRef
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
     APPROVAL_EVENT,
+    SLOT_EVENT,
     AccountInput,
     AccountOutput,
+    HeldState,
     MonitorState,
     OperationSummary,
     OrchestrationConfig,
@@ -44,6 +47,7 @@ from cmk.polling import MAX_VERIFY_INTERVAL_SECONDS, doubled, expected_from_prog
 from cmk.preflight import Plan, PreflightResult
 from cmk.requests import EnablementRequest
 from cmk.throughput import RaisePlan, ThroughputRaiseReport
+from coordination.account_instances import ACTIVE_RUNTIME_STATUSES, InstanceReading
 from orchestrators.steps import ArmCallFailed, call_arm, first_line, iso, now_iso, report, retry_options, sleep
 from orchestrators.throughput_raise import not_possible, plan_raise, planned_report, raise_throughput, restore_into
 
@@ -54,6 +58,14 @@ MAX_IDENTITY_STEPS = 8
 IDENTITY_OPERATION_DEADLINE = timedelta(hours=2)
 # Attempts of the enable step whose answers leave open whether the PATCH applied, before following the account.
 MAX_ENABLE_ATTEMPTS = 5
+# A held orchestration (prepared ahead of its rollout lane's slot) reads its lane after this long, then at doubling
+# intervals up to the maximum: a lane that was terminated or failed cannot give the slot, and the orchestration
+# must not wait for it forever. It continues as new every HOLD_CHECKS_PER_GENERATION reads.
+HOLD_FIRST_CHECK_SECONDS = 300
+HOLD_MAX_CHECK_SECONDS = 3600
+HOLD_CHECKS_PER_GENERATION = 20
+# Held longer than this, the account is checked again (preflight) before its key PATCH, as after an approval.
+HOLD_RECHECK_SECONDS = 3600
 
 
 class StepFailed(Exception):
@@ -82,56 +94,38 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
             )
         )
 
-    timings: Timings = {"startedAt": now_iso(context)}
-    reattach = data.get("reattach")
-    if reattach is not None and not request.get("dryRun"):
-        # An earlier orchestration of this account stopped following an encryption Azure still runs.
-        state = _resume_state(context, config, reattach, [], None, timings, certain=True, reattached=True)
-        return (yield from _monitor_and_finish(context, request, config, state))
-
-    findings: list[Finding] = []
-    plan: Plan | None = None
-    try:
-        report(context, "preflight", request["accountId"])
-        preflight = yield from _preflight_until_idle(context, request, config)
-        findings = preflight["findings"]
-        timings["preflightDoneAt"] = now_iso(context)
-        if preflight["blocked"]:
-            return (yield from _blocked(context, request, config, findings, timings))
-        plan = preflight["plan"]
-        assert plan is not None  # an unblocked preflight always plans
-        raise_plan: RaisePlan | None = None
-        if "throughputRaise" in request:
-            raise_plan = yield from plan_raise(context, request, config)
-            if not raise_plan["possible"]:
-                findings = [*findings, not_possible(raise_plan)]
-                output = _finish(context, request, "Refused", _reason(findings), findings, None, None, timings)
-                output["throughputRaise"] = planned_report(request, raise_plan)
-                return output
-        if request.get("dryRun"):
-            output = _finish(context, request, "Planned", "dry run: preflight passed", findings, None, None, timings)
-            output["plan"] = plan
-            if raise_plan is not None:
-                output["throughputRaise"] = planned_report(request, raise_plan)
-            return output
-
-        principal_id, tenant_id = yield from _ensure_identity(context, request, plan, config)
-        timings["identityReadyAt"] = now_iso(context)
-        yield from _grant_key_access(context, request, plan, principal_id, tenant_id, config)
-        timings["keyAccessReadyAt"] = now_iso(context)
-
-        if request.get("approval") == "required":
-            yield from _await_approval(context, request, config)
-            timings["approvedAt"] = now_iso(context)
-            # Hours may have passed: check again right before the step that cannot be undone.
-            again = yield from _preflight_until_idle(context, request, config)
+    held = data.get("held")
+    if held is None:
+        prepared = yield from _prepare(context, data)
+        if not isinstance(prepared, Prepared):
+            return prepared  # ended (refused, dry run, failed) or following an encryption someone else started
+        findings, plan, timings = prepared
+        hold = data.get("hold")
+        if hold is not None and not request.get("dryRun"):
+            held = {
+                "findings": findings,
+                "plan": plan,
+                "timings": timings,
+                "since": now_iso(context),
+                "checks": 0,
+                "checkSeconds": HOLD_FIRST_CHECK_SECONDS,
+            }
+    if held is not None:
+        granted = yield from _await_slot(context, data, held)
+        if granted is not True:
+            return granted  # the lane is gone (an output that says what was prepared), or continued as new
+        findings, plan, timings = held["findings"], held["plan"], held["timings"]
+        since = datetime.fromisoformat(held["since"].replace("Z", "+00:00"))
+        held_seconds = (context.current_utc_datetime - since).total_seconds()
+        if held_seconds > HOLD_RECHECK_SECONDS:
+            # As after an approval: hours may have passed, check again right before the step that cannot be undone.
+            try:
+                again = yield from _preflight_until_idle(context, request, config)
+            except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
+                return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
             findings = again["findings"]
             if again["blocked"]:
                 return (yield from _blocked(context, request, config, findings, timings))
-    except StepFailed as stop:
-        return _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
-    except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
-        return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
 
     raised: ThroughputRaiseReport | None = None
     if "throughputRaise" in request:
@@ -185,6 +179,74 @@ def _restoring(
     """Run the steps to the outcome, then restore a throughput raise (once the encryption has ended)."""
     output = yield from steps
     return (yield from restore_into(context, request, config, resume.get("throughputRaise"), output))
+
+
+class Prepared(NamedTuple):
+    """An account ready for its key PATCH: preflight passed, identity and key access in place (and approved)."""
+
+    findings: list[Finding]
+    plan: Plan
+    timings: Timings
+
+
+def _prepare(
+    context: df.DurableOrchestrationContext, data: AccountInput
+) -> Generator[Any, Any, Prepared | AccountOutput | None]:
+    """Everything before the key PATCH: preflight, identity, key access, approval. Returns the prepared account, or
+    the output when the orchestration ends here (None: it continued as new following an encryption)."""
+    request, config = data["request"], data["config"]
+    timings: Timings = {"startedAt": now_iso(context)}
+    reattach = data.get("reattach")
+    if reattach is not None and not request.get("dryRun"):
+        # An earlier orchestration of this account stopped following an encryption Azure still runs.
+        state = _resume_state(context, config, reattach, [], None, timings, certain=True, reattached=True)
+        return (yield from _monitor_and_finish(context, request, config, state))
+
+    findings: list[Finding] = []
+    plan: Plan | None = None
+    try:
+        report(context, "preflight", request["accountId"])
+        preflight = yield from _preflight_until_idle(context, request, config)
+        findings = preflight["findings"]
+        timings["preflightDoneAt"] = now_iso(context)
+        if preflight["blocked"]:
+            return (yield from _blocked(context, request, config, findings, timings))
+        plan = preflight["plan"]
+        assert plan is not None  # an unblocked preflight always plans
+        raise_plan: RaisePlan | None = None
+        if "throughputRaise" in request:
+            raise_plan = yield from plan_raise(context, request, config)
+            if not raise_plan["possible"]:
+                findings = [*findings, not_possible(raise_plan)]
+                output = _finish(context, request, "Refused", _reason(findings), findings, None, None, timings)
+                output["throughputRaise"] = planned_report(request, raise_plan)
+                return output
+        if request.get("dryRun"):
+            output = _finish(context, request, "Planned", "dry run: preflight passed", findings, None, None, timings)
+            output["plan"] = plan
+            if raise_plan is not None:
+                output["throughputRaise"] = planned_report(request, raise_plan)
+            return output
+
+        principal_id, tenant_id = yield from _ensure_identity(context, request, plan, config)
+        timings["identityReadyAt"] = now_iso(context)
+        yield from _grant_key_access(context, request, plan, principal_id, tenant_id, config)
+        timings["keyAccessReadyAt"] = now_iso(context)
+
+        if request.get("approval") == "required":
+            yield from _await_approval(context, request, config)
+            timings["approvedAt"] = now_iso(context)
+            # Hours may have passed: check again right before the step that cannot be undone.
+            again = yield from _preflight_until_idle(context, request, config)
+            findings = again["findings"]
+            if again["blocked"]:
+                return (yield from _blocked(context, request, config, findings, timings))
+    except StepFailed as stop:
+        return _finish(context, request, stop.outcome, stop.reason, stop.findings or findings, plan, None, timings)
+    except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
+        return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
+    assert plan is not None  # set before any step that can return past here
+    return Prepared(findings, plan, timings)
 
 
 def _resume_state(
@@ -447,6 +509,76 @@ def _await_approval(
         raise StepFailed("Refused", f"Rejected{who}: {decision.get('comment') or 'no comment'}.")
     if by is not None:
         request["approvedBy"] = by
+
+
+def _await_slot(
+    context: df.DurableOrchestrationContext, data: AccountInput, held: HeldState
+) -> Generator[Any, Any, Literal[True] | AccountOutput | None]:
+    """Prepared ahead of its rollout lane's slot: wait for the lane's SLOT_EVENT before the key PATCH. True once
+    the slot is given; the output when the lane is gone (it can no longer give the slot: nothing irreversible was
+    done, and the output says what was prepared); None when the wait continued as new.
+
+    The event may come before this waits for it (the SDK keeps it), or twice (the second is never read). While it
+    waits, the orchestration reads its lane now and then, backing off; it continues as new every
+    HOLD_CHECKS_PER_GENERATION reads, first making sure no event arrived meanwhile. The lane raises the event
+    again should an orchestration it released still wait (an event lost across continue_as_new)."""
+    request, config = data["request"], data["config"]
+    hold = data["hold"]
+    report(
+        context,
+        "waitingForSlot",
+        request["accountId"],
+        detail=f"prepared; waiting for a slot of rollout {hold['rolloutId']} (lane {hold['laneId']})",
+    )
+    slot = context.wait_for_external_event(SLOT_EVENT)
+    checks = 0
+    while True:
+        check: TimerTask = sleep(context, held["checkSeconds"])
+        winner = yield context.task_any([slot, check])
+        if winner is slot:
+            check.cancel()  # type: ignore[no-untyped-call]
+            held["timings"]["slotGrantedAt"] = now_iso(context)
+            return True
+        try:
+            lane: InstanceReading = yield context.call_activity_with_retry(
+                READ_ACCOUNT_INSTANCE, retry_options(config), {"instanceId": hold["laneId"]}
+            )
+        except Exception:  # not knowing is not a verdict: wait on, read again later
+            lane = {"exists": True, "runtimeStatus": "Running", "output": None, "phase": None, "nextPollAt": None}
+        if slot.is_completed:  # given while the lane was read
+            held["timings"]["slotGrantedAt"] = now_iso(context)
+            return True
+        if not lane["exists"] or lane["runtimeStatus"] not in ACTIVE_RUNTIME_STATUSES:
+            ended = "no longer exists" if not lane["exists"] else f"ended {lane['runtimeStatus']}"
+            return _finish(
+                context,
+                request,
+                "Refused",
+                _lane_gone_reason(hold["laneId"], ended, held),
+                held["findings"],
+                held["plan"],
+                None,
+                held["timings"],
+            )
+        held["checks"] += 1
+        held["checkSeconds"] = min(held["checkSeconds"] * 2, HOLD_MAX_CHECK_SECONDS)
+        checks += 1
+        if checks >= HOLD_CHECKS_PER_GENERATION:
+            context.continue_as_new({**data, "held": held})
+            return None
+
+
+def _lane_gone_reason(lane_id: str, ended: str, held: HeldState) -> str:
+    plan = held["plan"]
+    access = (
+        "a Key Vault role assignment" if plan["vault"]["permissionModel"] == "rbac" else "a Key Vault access policy"
+    )
+    return (
+        f"Prepared ahead of its slot, but the rollout lane {lane_id} {ended} before giving it the slot: no key PATCH "
+        f"was sent, nothing irreversible was done. What was changed stays: the account's identity "
+        f"({plan['identity']['type']}, default identity {plan['defaultIdentity']}) and {access} for it on the "
+        "key's vault. Run the account again to enable it."
+    )
 
 
 def _decider(by: Any) -> Actor | None:

@@ -1,43 +1,77 @@
 """The fleet rollout: discover the accounts, choose each one's key, plan lanes under the concurrency caps, run
-them, and report every account named or discovered with an outcome."""
+them, and report every account named or discovered with an outcome.
+
+While the lanes run, the rollout refreshes its custom status (counts only) on a backing-off timer. A rollout can
+run for weeks, so it continues as new every REFRESHES_PER_GENERATION refreshes, carrying what its report needs;
+from then on the lanes' completions no longer reach it (they were its first generation's sub-orchestrations), so it
+follows them by reading their status and collects their rows once they have all ended.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Generator
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskState, TimerTask
 
+from activities.collect_lane_rows import COLLECT_LANE_ROWS, CollectedRows
 from activities.discover_accounts import DISCOVER_ACCOUNTS
 from activities.summarize_rollout import SUMMARIZE_ROLLOUT
-from cmk.fleet import PlannedAccount, plan_lanes
+from cmk.fleet import PlannedAccount, plan_lanes, preparing_per_lane
 from cmk.orchestration import LANE_ORCHESTRATOR, ROLLOUT_ORCHESTRATOR, OrchestrationConfig
 from cmk.rollouts import Discovery, ReportRow, RolloutRequest, plan_accounts, unplanned_row
 from orchestrators.rollout_lane import LaneInput, LaneTemplate
 from orchestrators.steps import call_arm, first_line, now_iso, sleep
 
 bp = df.Blueprint()
+logger = logging.getLogger(__name__)
 
 FIRST_STATUS_REFRESH_SECONDS = 60
 MAX_STATUS_REFRESH_SECONDS = 600
+# About 16 hours of refreshes (60 s doubling to 600 s) per generation: short rollouts never continue as new.
+REFRESHES_PER_GENERATION = 100
+
+
+class DiscoverySummary(TypedDict):
+    resourceGraphPages: int
+    missing: int
+    scopeFindings: list[Any]
+
+
+class Following(TypedDict):
+    """What a rollout carries into its later generations, where it follows its lanes by reading them."""
+
+    laneIds: list[str]
+    rows: list[ReportRow]  # the accounts no lane took (not found, no key)
+    total: int
+    timings: dict[str, str]
+    discovery: DiscoverySummary
+    refreshSeconds: int
+    byOutcome: dict[str, int]
+    byPhase: dict[str, int]
 
 
 class RolloutInput(TypedDict):
     request: RolloutRequest
     config: OrchestrationConfig
+    following: NotRequired[Following]
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=ROLLOUT_ORCHESTRATOR)
-def cmk_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+def cmk_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any] | None]:
     return (yield from run_rollout(context))
 
 
-def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any] | None]:
     data: RolloutInput = context.get_input()  # type: ignore[assignment]  # the starter built it
     request, config = data["request"], data["config"]
+    following = data.get("following")
+    if following is not None:
+        return (yield from _follow_lanes(context, data, following))
     timings = {"startedAt": now_iso(context)}
     _status(context, "discovering", 0, Counter(), {})
     rows: list[ReportRow] = []
@@ -49,13 +83,15 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         discovery = {"accounts": [], "missing": [], "resourceGraphPages": 0}
         reason = f"Discovery failed: {first_line(error)}"
         rows = [unplanned_row(account, "Failed", reason) for account in request.get("accounts", [])]
-        return _output(context, request, rows, timings, discovery, reason)
+        return _output(context, request, rows, timings, _summary(discovery), reason)
     timings["discoveredAt"] = now_iso(context)
 
     planned, unplanned = plan_accounts(request, discovery)
     rows += unplanned
     total = len(rows) + len(planned)
     lanes = plan_lanes(planned, request["maxConcurrency"], request["maxConcurrencyPerSubscription"]) if planned else []
+    # A dry run changes nothing, so it has no key PATCH to hold its accounts before: its lanes prepare nothing ahead.
+    preparing = preparing_per_lane(len(lanes), 0 if request["dryRun"] else request.get("maxPreparing", 0))
     template: LaneTemplate = {"dryRun": request["dryRun"]}
     if "identity" in request:
         template["identity"] = request["identity"]
@@ -65,25 +101,46 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         template["requestedBy"] = request["requestedBy"]
     lane_ids = [f"{context.instance_id}-lane-{index}" for index in range(len(lanes))]
     lane_tasks = [
-        context.call_sub_orchestrator(LANE_ORCHESTRATOR, _lane_input(context, index, lane, template, config), lane_id)
+        context.call_sub_orchestrator(
+            LANE_ORCHESTRATOR, _lane_input(context, index, lane, template, config, preparing[index]), lane_id
+        )
         for index, (lane, lane_id) in enumerate(zip(lanes, lane_ids, strict=True))
     ]
     by_outcome: Counter[str] = Counter(row["outcome"] for row in rows)
-    _status(context, "running", total, by_outcome, {"queued": len(planned)}, lanes=len(lanes))
+    by_phase: dict[str, int] = {"queued": len(planned)}
+    _status(context, "running", total, by_outcome, by_phase, lanes=len(lanes))
     if lane_tasks:
         all_lanes = context.task_all(lane_tasks)
         refresh = FIRST_STATUS_REFRESH_SECONDS
-        while True:
+        for _ in range(REFRESHES_PER_GENERATION):
             timer: TimerTask = sleep(context, refresh)
             winner = yield context.task_any([all_lanes, timer])
             if winner is all_lanes:
                 timer.cancel()  # type: ignore[no-untyped-call]
                 break
-            summary = yield from call_arm(context, SUMMARIZE_ROLLOUT, {"lanes": lane_ids}, config)
-            if isinstance(summary, dict) and "byOutcome" in summary:
-                live: Counter[str] = by_outcome + Counter(summary["byOutcome"])
-                _status(context, "running", total, live, summary["byPhase"], lanes=len(lanes))
+            live = yield from _refresh(context, lane_ids, by_outcome, total, config)
+            if live is not None:
+                by_phase = live
             refresh = min(refresh * 2, MAX_STATUS_REFRESH_SECONDS)
+        else:
+            # Weeks-long rollouts: bound the history; the next generation follows the lanes by reading them.
+            context.continue_as_new(
+                {
+                    "request": request,
+                    "config": config,
+                    "following": {
+                        "laneIds": lane_ids,
+                        "rows": rows,
+                        "total": total,
+                        "timings": timings,
+                        "discovery": _summary(discovery),
+                        "refreshSeconds": refresh,
+                        "byOutcome": dict(by_outcome),
+                        "byPhase": by_phase,
+                    },
+                }
+            )
+            return None
         for lane, task in zip(lanes, lane_tasks, strict=True):
             # task_all fails fast: if a lane itself broke, the others may still be running; wait for them all.
             if not task.is_completed:
@@ -94,7 +151,73 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
                 rows += [unplanned_row(a["accountId"], "Failed", reason, a["keyUri"]) for a in lane]
             else:
                 rows += task.result or []
-    return _output(context, request, rows, timings, discovery, None)
+    return _output(context, request, rows, timings, _summary(discovery), None)
+
+
+def _refresh(
+    context: df.DurableOrchestrationContext,
+    lane_ids: list[str],
+    by_outcome: Counter[str],
+    total: int,
+    config: OrchestrationConfig,
+) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Read the lanes' live counts into the custom status; the summary read (None when it could not be read: not
+    knowing is not failing, the next refresh reads again)."""
+    try:
+        summary = yield from call_arm(context, SUMMARIZE_ROLLOUT, {"lanes": lane_ids}, config)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    if not (isinstance(summary, dict) and "byOutcome" in summary):
+        return None
+    live: Counter[str] = by_outcome + Counter(summary["byOutcome"])
+    _status(context, "running", total, live, summary["byPhase"], lanes=len(lane_ids))
+    result: dict[str, Any] = summary
+    return result
+
+
+def _follow_lanes(
+    context: df.DurableOrchestrationContext, data: RolloutInput, following: Following
+) -> Generator[Any, Any, dict[str, Any] | None]:
+    """A later generation: read the lanes on the refresh timer until none runs, then collect their rows."""
+    request, config = data["request"], data["config"]
+    lane_ids = following["laneIds"]
+    by_outcome: Counter[str] = Counter(row["outcome"] for row in following["rows"])
+    _status(
+        context,
+        "running",
+        following["total"],
+        by_outcome + Counter(following["byOutcome"]),
+        following["byPhase"],
+        lanes=len(lane_ids),
+    )
+    for _ in range(REFRESHES_PER_GENERATION):
+        summary = yield from _refresh(context, lane_ids, by_outcome, following["total"], config)
+        if summary is not None:
+            following["byOutcome"], following["byPhase"] = summary["byOutcome"], summary["byPhase"]
+            if summary.get("runningLanes") == 0:
+                try:
+                    collected: CollectedRows = yield from call_arm(
+                        context, COLLECT_LANE_ROWS, {"lanes": lane_ids}, config
+                    )
+                except Exception as error:  # noqa: BLE001 - read again at the next refresh
+                    if not context.is_replaying:
+                        logger.warning("Rollout %s: lane rows not read: %s", context.instance_id, first_line(error))
+                else:
+                    rows = following["rows"] + collected["rows"]
+                    error_text = "; ".join(collected["errors"]) or None
+                    return _output(context, request, rows, following["timings"], following["discovery"], error_text)
+        yield sleep(context, following["refreshSeconds"])
+        following["refreshSeconds"] = min(following["refreshSeconds"] * 2, MAX_STATUS_REFRESH_SECONDS)
+    context.continue_as_new({"request": request, "config": config, "following": following})
+    return None
+
+
+def _summary(discovery: Discovery) -> DiscoverySummary:
+    return {
+        "resourceGraphPages": discovery["resourceGraphPages"],
+        "missing": len(discovery["missing"]),
+        "scopeFindings": list(discovery.get("scopeFindings", [])),
+    }
 
 
 def _lane_input(
@@ -103,6 +226,7 @@ def _lane_input(
     lane: list[PlannedAccount],
     template: LaneTemplate,
     config: OrchestrationConfig,
+    preparing: int,
 ) -> LaneInput:
     return {
         "rolloutId": context.instance_id,
@@ -112,6 +236,8 @@ def _lane_input(
         "config": config,
         "position": 0,
         "rows": [],
+        "preparing": preparing,
+        "upcoming": [],
     }
 
 
@@ -142,7 +268,7 @@ def _output(
     request: RolloutRequest,
     rows: list[ReportRow],
     timings: dict[str, str],
-    discovery: Discovery,
+    discovery: DiscoverySummary,
     error: str | None,
 ) -> dict[str, Any]:
     timings["finishedAt"] = now_iso(context)
@@ -157,11 +283,7 @@ def _output(
         "total": len(rows),
         "totals": dict(totals),
         "accounts": rows,
-        "discovery": {
-            "resourceGraphPages": discovery["resourceGraphPages"],
-            "missing": len(discovery["missing"]),
-            "scopeFindings": discovery.get("scopeFindings", []),
-        },
+        "discovery": discovery,
         "timings": timings,
         "error": error,
         "requestedBy": request.get("requestedBy"),

@@ -10,6 +10,17 @@ following an encryption (its deadline, or terminated after the key PATCH) is fol
 second PATCH. So a rollout's concurrency cap holds in Azure, not only in the lanes. A failing account is recorded
 and the lane moves on; the lane bounds its history with continue_as_new between accounts (and while it reads
 someone else's orchestration), carrying the rows it has so far.
+
+The cap bounds encryptions, not preparation: a lane with `preparing` > 0 starts its next accounts' orchestrations
+ahead of its slot, each with a `hold`, so they run preflight, identity and key access while the slot's encryption
+runs and then wait (phase waitingForSlot) for the lane's SLOT_EVENT before their key PATCH. The lane raises it
+(activity release_account_slot) the moment the account holding the slot has ended for good, so the slot is
+refilled at once. A held orchestration whose lane is gone (terminated, failed) ends by itself, having changed
+nothing irreversible (orchestrators.account). Orchestrations started in an earlier generation of the lane are
+followed by reading their status (their completion no longer reaches the lane), and one released but still
+waiting is released again. Every wait of the lane is a task_any with a timer it cancels when something else
+wins, so the out-of-process protocol never holds back the lane's next action behind a running child
+(docs/durable-protocol.md §1.5, §2.5).
 """
 
 from __future__ import annotations
@@ -20,18 +31,21 @@ from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskState, TimerTask
+from azure.durable_functions.models.Task import TaskBase, TaskState, TimerTask
 
 from activities.prepare_account_start import PREPARE_ACCOUNT_START
 from activities.read_account_instance import READ_ACCOUNT_INSTANCE
+from activities.release_account_slot import RELEASE_ACCOUNT_SLOT
 from cmk.auth import Actor
 from cmk.fleet import PlannedAccount
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
+    INSTANCE_SUFFIX_SEPARATOR,
     LANE_ORCHESTRATOR,
     AccountInput,
     OrchestrationConfig,
     Outcome,
+    account_instance_base,
     account_instance_id,
     short_digest,
 )
@@ -67,7 +81,10 @@ class CurrentAccount(TypedDict):
     claims: int
     waitSeconds: int
     phase: str | None
-    input: NotRequired[AccountInput]
+    input: NotRequired[AccountInput]  # until it is launched
+    launched: NotRequired[bool]  # the lane has started it (absent: not yet)
+    held: NotRequired[bool]  # started ahead of the slot: waits for the lane's SLOT_EVENT before its key PATCH
+    released: NotRequired[bool]  # the lane has given it the slot
 
 
 class LaneInput(TypedDict):
@@ -79,6 +96,10 @@ class LaneInput(TypedDict):
     position: int
     rows: list[ReportRow]
     current: NotRequired[CurrentAccount | None]
+    # How many accounts the lane prepares ahead of its slot (absent: none), and those it has claimed: the accounts
+    # at position + 1, position + 2, ... in order.
+    preparing: NotRequired[int]
+    upcoming: NotRequired[list[CurrentAccount]]
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=LANE_ORCHESTRATOR)
@@ -89,24 +110,37 @@ def cmk_rollout_lane(context: df.DurableOrchestrationContext) -> Generator[Any, 
 def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, list[ReportRow] | None]:
     lane: LaneInput = context.get_input()  # type: ignore[assignment]  # the rollout built it
     accounts, rows = lane["accounts"], lane["rows"]
+    upcoming = lane.setdefault("upcoming", [])
+    # Sub-orchestrations started in this generation, by instance id: their completion wakes the lane.
+    children: dict[str, TaskBase] = {}
     handled = reads = 0
     while lane["position"] < len(accounts):
         account = accounts[lane["position"]]
         current = lane.get("current")
         try:
             if current is None:
-                current = yield from _claim(context, lane, account, claims=0)
-            if current["started"]:
-                # Our own orchestration: its completion wakes the lane; a watchdog notices one that will not report
-                # back (terminated by an admin).
-                reading = yield from _await_own(context, lane, current)
+                if upcoming and _same_account(upcoming[0], account):
+                    current = upcoming.pop(0)
+                    lane["current"] = current
+                    yield from _release(context, lane, current)
+                else:
+                    current = yield from _claim(context, lane, account, claims=0)
+                    lane["current"] = current
+            yield from _prepare_ahead(context, lane, children)
+            if current["started"] and (not current.get("launched") or current["instanceId"] in children):
+                # Our own orchestration, started in this generation: its completion wakes the lane; a watchdog
+                # notices one that will not report back (terminated by an admin).
+                reading = yield from _await_own(context, lane, current, children)
             else:
-                # Someone else's (an approval-gated request, an enrolment, another rollout): read its status.
-                _report(context, lane, rows, current["instanceId"], account["accountId"])
+                # Someone else's (an approval-gated request, an enrolment, another rollout), or ours from an
+                # earlier generation of the lane: read its status.
+                _report(context, lane, rows)
                 reading = yield context.call_activity_with_retry(
                     READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
                 )
                 reads += 1
+                if _still_held(reading, current):
+                    yield from _release(context, lane, current)
             row = _row_when_done(reading, current, account)
             if row is None and _must_follow_again(reading, current):
                 lane["current"] = None
@@ -130,14 +164,90 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
         if (handled >= ACCOUNTS_PER_GENERATION or reads >= READS_PER_GENERATION) and lane["position"] < len(accounts):
             _continue(context, lane, rows)
             return None
-    _report(context, lane, rows, None, None)
+    _report(context, lane, rows)
     return rows
 
 
+def _same_account(entry: CurrentAccount, account: PlannedAccount) -> bool:
+    base = entry["instanceId"].split(INSTANCE_SUFFIX_SEPARATOR, 1)[0]
+    return base == account_instance_base(account["accountId"])
+
+
+def _prepare_ahead(
+    context: df.DurableOrchestrationContext, lane: LaneInput, children: dict[str, TaskBase]
+) -> Generator[Any, Any, None]:
+    """Claim the lane's next accounts up to `preparing` and start ours, each held before its key PATCH. A claim that
+    fails is left for the account's turn (claimed again then, its failure recorded there)."""
+    upcoming = lane.setdefault("upcoming", [])
+    accounts = lane["accounts"]
+    launched: list[TaskBase] = []
+    while len(upcoming) < lane.get("preparing", 0):
+        index = lane["position"] + 1 + len(upcoming)
+        if index >= len(accounts):
+            break
+        try:
+            entry = yield from _claim(context, lane, accounts[index], claims=0, hold=True)
+        except Exception:  # noqa: BLE001 - the account's own turn claims it again and reports what fails
+            break
+        if entry["started"]:
+            children[entry["instanceId"]] = _start_child(context, entry)
+            launched.append(children[entry["instanceId"]])
+        upcoming.append(entry)
+    if launched:
+        # Yielding a sub-orchestration is what starts it; a timer due now lets the lane go on at once (the
+        # children's completions are awaited at their turn).
+        now: TimerTask = sleep(context, 0)
+        winner = yield context.task_any([*launched, now])
+        if winner is not now:
+            now.cancel()  # type: ignore[no-untyped-call]
+        _report(context, lane, lane["rows"])
+
+
+def _start_child(context: df.DurableOrchestrationContext, entry: CurrentAccount) -> TaskBase:
+    child: TaskBase = context.call_sub_orchestrator(ACCOUNT_ORCHESTRATOR, entry.pop("input"), entry["instanceId"])
+    entry["launched"] = True
+    return child
+
+
+def _release(
+    context: df.DurableOrchestrationContext, lane: LaneInput, current: CurrentAccount
+) -> Generator[Any, Any, None]:
+    """Give the slot to an orchestration started ahead of it (its SLOT_EVENT). Raised again when a reading shows
+    it still waiting; a release that fails is raised again the same way."""
+    if not current.get("held"):
+        return
+    current["released"] = True
+    _report(context, lane, lane["rows"])
+    try:
+        # Released, or it had ended already (prepared, then refused, say): its outcome is read either way.
+        yield context.call_activity_with_retry(
+            RELEASE_ACCOUNT_SLOT,
+            retry_options(lane["config"]),
+            {"instanceId": current["instanceId"], "laneId": context.instance_id},
+        )
+    except Exception:  # noqa: BLE001 - the next reading of the account shows it still waiting: released again
+        return
+
+
+def _still_held(reading: InstanceReading, current: CurrentAccount) -> bool:
+    """Released, yet still waiting for its slot: the event was lost (e.g. across its continue_as_new)."""
+    return (
+        bool(current.get("released"))
+        and reading["phase"] == "waitingForSlot"
+        and reading["runtimeStatus"] in (ACTIVE_RUNTIME_STATUSES)
+    )
+
+
 def _claim(
-    context: df.DurableOrchestrationContext, lane: LaneInput, account: PlannedAccount, *, claims: int
+    context: df.DurableOrchestrationContext,
+    lane: LaneInput,
+    account: PlannedAccount,
+    *,
+    claims: int,
+    hold: bool = False,
 ) -> Generator[Any, Any, CurrentAccount]:
-    """The orchestration that handles the account: one already running, or a new one under an id never used."""
+    """The orchestration that handles the account: one already running, or a new one under an id never used
+    (`hold`: claimed ahead of the lane's slot, it waits for the slot before its key PATCH)."""
     request: EnablementRequest = {"accountId": account["accountId"], "keyUri": account["keyUri"]}
     template = lane["template"]
     if template.get("dryRun"):
@@ -162,7 +272,13 @@ def _claim(
         return _current(preparation["running"], started=False, claims=claims + 1, child_input=None)
     # Deterministic per rollout, account and claim, and never used before: no duplicate id for the engine to judge.
     instance_id = account_instance_id(account["accountId"], short_digest(f"{lane['rolloutId']}/{claims}"))
-    return _current(instance_id, started=True, claims=claims + 1, child_input=preparation["input"])
+    child_input = preparation["input"]
+    if hold and not template.get("dryRun"):
+        child_input["hold"] = {"laneId": context.instance_id, "rolloutId": lane["rolloutId"]}
+    current = _current(instance_id, started=True, claims=claims + 1, child_input=child_input)
+    if "hold" in child_input:
+        current["held"] = True
+    return current
 
 
 def _current(instance_id: str, *, started: bool, claims: int, child_input: AccountInput | None) -> CurrentAccount:
@@ -179,13 +295,19 @@ def _current(instance_id: str, *, started: bool, claims: int, child_input: Accou
 
 
 def _await_own(
-    context: df.DurableOrchestrationContext, lane: LaneInput, current: CurrentAccount
+    context: df.DurableOrchestrationContext,
+    lane: LaneInput,
+    current: CurrentAccount,
+    children: dict[str, TaskBase],
 ) -> Generator[Any, Any, InstanceReading]:
-    """Run the account orchestration as a sub-orchestration and wait for it. A watchdog timer (backing off to
-    WATCHDOG_MAX_SECONDS) reads its status, so a child an admin terminated, which may never report back to its
-    parent, does not hold the lane forever."""
-    _report(context, lane, lane["rows"], current["instanceId"], current["input"]["request"]["accountId"])
-    child = context.call_sub_orchestrator(ACCOUNT_ORCHESTRATOR, current["input"], current["instanceId"])
+    """Run the account orchestration as a sub-orchestration (unless it runs already, started ahead of its slot in
+    this generation) and wait for it. A watchdog timer (backing off to WATCHDOG_MAX_SECONDS) reads its status, so
+    a child an admin terminated, which may never report back to its parent, does not hold the lane forever, and
+    one released but still waiting for its slot is released again."""
+    if not current.get("launched"):
+        children[current["instanceId"]] = _start_child(context, current)
+    child = children[current["instanceId"]]
+    _report(context, lane, lane["rows"])
     watch = WATCHDOG_FIRST_SECONDS
     while True:
         timer: TimerTask = sleep(context, watch)
@@ -205,6 +327,8 @@ def _await_own(
         )
         if winner is child or reading["runtimeStatus"] not in ACTIVE_RUNTIME_STATUSES:
             return reading
+        if _still_held(reading, current):
+            yield from _release(context, lane, current)
         watch = min(watch * 2, WATCHDOG_MAX_SECONDS)
 
 
@@ -273,19 +397,30 @@ def _next_read(context: df.DurableOrchestrationContext, reading: InstanceReading
 
 
 def _continue(context: df.DurableOrchestrationContext, lane: LaneInput, rows: list[ReportRow]) -> None:
-    current = lane.get("current")
-    _report(context, lane, rows, current["instanceId"] if current else None, None)
+    _report(context, lane, rows)
     context.continue_as_new(lane)
 
 
-def _report(
-    context: df.DurableOrchestrationContext,
-    lane: LaneInput,
-    rows: list[ReportRow],
-    instance_id: str | None,
-    account_id: str | None,
-) -> None:
+def _report(context: df.DurableOrchestrationContext, lane: LaneInput, rows: list[ReportRow]) -> None:
+    """The lane's custom status: counts, the orchestration that holds its slot, and those prepared ahead of it."""
     done = Counter(row["outcome"] for row in rows)
-    remaining = len(lane["accounts"]) - lane["position"] - (1 if instance_id else 0)
-    current = {"instanceId": instance_id, "accountId": account_id} if instance_id else None
-    context.set_custom_status({"lane": lane["lane"], "done": dict(done), "current": current, "remaining": remaining})
+    current = lane.get("current")
+    upcoming = lane.get("upcoming") or []
+    remaining = len(lane["accounts"]) - lane["position"] - (1 if current else 0) - len(upcoming)
+    position = lane["position"]
+    accounts = lane["accounts"]
+    context.set_custom_status(
+        {
+            "lane": lane["lane"],
+            "done": dict(done),
+            "current": {"instanceId": current["instanceId"], "accountId": accounts[position]["accountId"]}
+            if current and position < len(accounts)
+            else None,
+            "upcoming": [
+                {"instanceId": entry["instanceId"], "accountId": accounts[position + 1 + index]["accountId"]}
+                for index, entry in enumerate(upcoming)
+                if position + 1 + index < len(accounts)
+            ],
+            "remaining": remaining,
+        }
+    )

@@ -269,7 +269,9 @@ def test_null_is_not_absent_in_an_account_request(api: Api, field: str) -> None:
     _refused(api, api.call("POST", "cmk/accounts", json={"accountId": ACCOUNT, "keyUri": KEY, field: None}))
 
 
-@pytest.mark.parametrize("field", ["maxConcurrency", "maxConcurrencyPerSubscription", "dryRun", "identity"])
+@pytest.mark.parametrize(
+    "field", ["maxConcurrency", "maxConcurrencyPerSubscription", "maxPreparing", "dryRun", "identity"]
+)
 def test_null_is_not_absent_in_a_rollout_request(api: Api, field: str) -> None:
     _refused(api, api.call("POST", "cmk/rollouts", json={"accounts": [ACCOUNT], "keyUri": KEY, field: None}))
 

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from cmk.fleet import DEFAULT_OVERHEAD_SECONDS, PlannedAccount, expected_encryption_seconds, plan_lanes
+from cmk.fleet import (
+    DEFAULT_OVERHEAD_SECONDS,
+    MAX_PREPARING_PER_LANE,
+    PlannedAccount,
+    expected_encryption_seconds,
+    plan_lanes,
+    preparing_per_lane,
+)
 
 
 def _fleet(seed: int, size: int, subscriptions: int) -> list[PlannedAccount]:
@@ -63,3 +70,12 @@ def test_expected_encryption_grows_with_size_and_shrinks_with_throughput() -> No
 def test_caps_below_one_are_refused() -> None:
     with pytest.raises(ValueError):
         plan_lanes(_fleet(5, 3, 1), 0, 1)
+
+
+def test_preparation_ahead_is_dealt_over_the_lanes_longest_first_and_bounded_per_lane() -> None:
+    assert preparing_per_lane(4, 4) == [1, 1, 1, 1], "the default: every lane prepares its next account"
+    assert preparing_per_lane(4, 6) == [2, 2, 1, 1]
+    assert preparing_per_lane(4, 2) == [1, 1, 0, 0]
+    assert preparing_per_lane(3, 0) == [0, 0, 0]
+    assert preparing_per_lane(2, 500) == [MAX_PREPARING_PER_LANE] * 2
+    assert preparing_per_lane(0, 5) == []

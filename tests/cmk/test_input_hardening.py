@@ -153,12 +153,26 @@ def test_null_is_not_absent_in_an_enablement_request(field: str) -> None:
         parse_enablement_request({"accountId": ACCOUNT, "keyUri": KEY, field: None})
 
 
-@pytest.mark.parametrize("field", ["maxConcurrency", "maxConcurrencyPerSubscription", "dryRun", "identity"])
+@pytest.mark.parametrize(
+    "field", ["maxConcurrency", "maxConcurrencyPerSubscription", "maxPreparing", "dryRun", "identity"]
+)
 def test_null_is_not_absent_in_a_rollout_request(field: str) -> None:
     with pytest.raises(InvalidRequest):
         parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, field: None})
     scope = {"subscriptions": [SUB], "resourceGroups": None}
     assert _code(parse_rollout_request, {"scope": scope, "keyUri": KEY}) == "InvalidScope"
+
+
+@pytest.mark.parametrize("value", [-1, 501, 2.0, True, "2"])
+def test_max_preparing_is_a_whole_number_from_0_to_500(value: object) -> None:
+    assert _code(parse_rollout_request, {"accounts": [ACCOUNT], "keyUri": KEY, "maxPreparing": value}) == (
+        "InvalidPreparing"
+    )
+
+
+def test_max_preparing_defaults_to_max_concurrency_and_0_prepares_nothing_ahead() -> None:
+    assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxConcurrency": 7})["maxPreparing"] == 7
+    assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxPreparing": 0})["maxPreparing"] == 0
 
 
 @pytest.mark.parametrize("region", [" westeurope", "west\teurope"])

@@ -89,6 +89,43 @@ def test_step_times_of_an_approval_pending_then_given() -> None:
     assert (timings["approvedAt"], timings["enableRequestedAt"]) == (_at(102), _at(113))
 
 
+def test_step_times_of_an_account_prepared_ahead_of_its_slot() -> None:
+    waiting = [
+        *START,
+        _done("preflight", 1, 5),
+        _done("ensure_identity", 6, 8),
+        _done("grant_key_access", 9, 10, {"propagationWaitSeconds": 0}),
+        *_timer(11, 311, fired=True),  # reads its lane now and then while it waits
+        _done("read_account_instance", 311, 312),
+        *_timer(312, 912, fired=False),
+    ]
+    timings = timings_from_history(waiting)
+    assert timings["keyAccessReadyAt"] == _at(11) and "slotGrantedAt" not in timings
+    assert "enableRequestedAt" not in timings
+    granted = [
+        *waiting,
+        {"EventType": "EventRaised", "Name": "slot", "Timestamp": _at(500)},
+        _done("find_older_orchestration", 501, 502),
+        _done("enable_cmk", 503, 504),
+        _done("poll_operation", 505, 506),
+    ]
+    timings = timings_from_history(granted)
+    assert (timings["slotGrantedAt"], timings["enableRequestedAt"]) == (_at(501), _at(505))
+    assert "approvedAt" not in timings, "the slot is not an approval"
+    # The slot given while the account still prepared: kept for the wait, which ends as it begins.
+    early = [*waiting[:3], {"EventType": "EventRaised", "Name": "slot", "Timestamp": _at(7)}, *waiting[3:5]]
+    early += [_done("find_older_orchestration", 11, 12), _done("enable_cmk", 13, 14), _done("poll_operation", 15, 16)]
+    assert timings_from_history(early)["slotGrantedAt"] == _at(11)
+    assert timings_from_history(early)["enableRequestedAt"] == _at(15)
+    steps = segments({**timings, "finishedAt": _at(900)}, "done")
+    assert [s["phase"] for s in steps][3:5] == ["waitingForSlot", "enabling"]
+    assert segments(timings_from_history(waiting), "waitingForSlot")[-1] == {
+        "phase": "waitingForSlot",
+        "start": _at(11),
+        "end": None,
+    }
+
+
 def test_every_time_the_api_returns_is_utc_with_z() -> None:
     assert api_time(datetime(2026, 1, 5, 10, 0, tzinfo=UTC)) == "2026-01-05T10:00:00Z"
     assert api_time(datetime(2026, 1, 5, 11, 0, tzinfo=timezone(timedelta(hours=1)))) == "2026-01-05T10:00:00Z"

@@ -116,10 +116,13 @@ def test_a_rollout_reports_every_account_keeps_its_caps_and_survives_a_failure(s
     assert rows[_id(SUBS[1], f"acct-{SUBS[1][:4]}-00").lower()]["keyUri"] == TAGGED_KEY
     assert rows[_id(SUBS[2], f"acct-{SUBS[2][:4]}-01").lower()]["keyUri"] == DEFAULT_KEY
 
-    # Caps, from what reached "Azure": an account is in flight from its first operation's start to its last's end.
+    # Caps, from what reached "Azure": they bound the key operations (from the key PATCH to the encryption's end);
+    # preparation (identity, key access) runs ahead of them.
     spans: dict[str, list[str]] = {}
     for operation in stack.simulator.operations():
-        if str(operation["id"]) in before:
+        if str(operation["id"]) in before or "keyVaultKeyUri" not in (
+            (operation["changes"] or {}).get("properties") or {}
+        ):
             continue
         span = spans.setdefault(operation["accountId"].lower(), [operation["startTime"], operation["endTime"]])
         span[0] = min(span[0], operation["startTime"])

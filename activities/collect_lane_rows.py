@@ -1,0 +1,110 @@
+"""Activity: the report rows of a rollout's lanes, once none runs, for a rollout past its first generation (whose
+lanes' completions no longer reach it).
+
+A lane that completed returns its rows. A lane that ended otherwise (terminated by an admin, or failed) returns
+the rows it carried into its last generation; each account it had not finished is reported from the orchestration
+handling it when that one has an outcome, else as Encrypting when it was at or past the key PATCH, else Failed,
+the reason saying the lane ended.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+import azure.durable_functions as df
+
+from activities import Payload
+from cmk.orchestration import account_instance_base
+from cmk.rollouts import ReportRow, report_row, unplanned_row
+
+COLLECT_LANE_ROWS = "collect_lane_rows"
+# Phases from the key PATCH on: the encryption may be running in Azure (orchestrators.rollout_lane).
+FOLLOWING_PHASES = {"enabling", "encrypting", "verifying"}
+
+bp = df.Blueprint()
+
+
+class CollectedRows(TypedDict):
+    rows: list[ReportRow]
+    errors: list[str]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) -> CollectedRows:
+    rows: list[ReportRow] = []
+    errors: list[str] = []
+    for lane_id in lane_ids:
+        lane = await client.get_status(lane_id, show_input=True)
+        if lane is None or lane.runtime_status is None:
+            errors.append(f"Lane {lane_id} not found: its accounts are missing from this report")
+            continue
+        status = lane.runtime_status.value
+        output = _json(lane.output)
+        if status == "Completed" and isinstance(output, list):
+            rows += output
+            continue
+        data = _json(lane.input_)
+        data = data if isinstance(data, dict) else {}
+        finished: list[ReportRow] = list(data.get("rows") or [])
+        rows += finished
+        done = {str(row["accountId"]).lower() for row in finished}
+        custom = lane.custom_status if isinstance(lane.custom_status, dict) else {}
+        named = [custom.get("current"), *(custom.get("upcoming") or [])]
+        claimed = {
+            account_instance_base(str(entry["accountId"])): str(entry["instanceId"])
+            for entry in named
+            if isinstance(entry, dict) and entry.get("accountId") and entry.get("instanceId")
+        }
+        ended = f"Lane {lane_id} ended {status}"
+        for account in data.get("accounts") or []:
+            if str(account["accountId"]).lower() in done:
+                continue
+            instance_id = claimed.get(account_instance_base(account["accountId"]))
+            rows.append(await _row_of(client, account, instance_id, ended))
+    return {"rows": rows, "errors": errors}
+
+
+async def _row_of(
+    client: df.DurableOrchestrationClient, account: dict[str, Any], instance_id: str | None, ended: str
+) -> ReportRow:
+    if instance_id is None:
+        row = unplanned_row(
+            account["accountId"], "Failed", f"{ended} before it reached this account", account["keyUri"]
+        )
+        return row
+    instance = await client.get_status(instance_id)
+    output = instance.output if instance is not None else None
+    if isinstance(output, dict) and "outcome" in output:
+        return report_row(output, instance_id)  # type: ignore[arg-type]  # an account orchestration's output
+    custom = instance.custom_status if instance is not None and isinstance(instance.custom_status, dict) else {}
+    phase = custom.get("phase")
+    runtime = instance.runtime_status.value if instance is not None and instance.runtime_status else "not found"
+    reason = f"{ended}; orchestration {instance_id} is {runtime} in phase {phase or 'unknown'}"
+    if phase == "waitingForSlot":
+        reason += ": prepared ahead of its slot, it was never given the slot; no key PATCH was sent"
+        row = unplanned_row(account["accountId"], "Refused", reason, account["keyUri"])
+    elif phase in FOLLOWING_PHASES:
+        row = unplanned_row(
+            account["accountId"], "Encrypting", reason + ": the key PATCH may be running in Azure", account["keyUri"]
+        )
+    else:
+        row = unplanned_row(account["accountId"], "Failed", reason + " before the key PATCH", account["keyUri"])
+    row["instanceId"] = instance_id
+    return row
+
+
+@bp.function_name(COLLECT_LANE_ROWS)
+@bp.activity_trigger(input_name="payload", activity=COLLECT_LANE_ROWS)
+@bp.durable_client_input(client_name="client")
+async def collect_lane_rows(payload: Payload, client: df.DurableOrchestrationClient) -> CollectedRows:
+    """payload: {"lanes": [lane instance ids]}."""
+    return await collect(payload["lanes"], client)
