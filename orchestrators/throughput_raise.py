@@ -181,9 +181,12 @@ def _converge(
     for _ in range(max_steps):
         try:
             step: ConvergeStep = yield from call_arm(context, CONVERGE_THROUGHPUT, payload, config)
-        except Exception as error:  # failed after its retries: not knowing is not a verdict when restoring
-            if isinstance(error, ArmCallFailed) or not retry_failures:
+        except Exception as error:  # failed after its retries, or throttled through every wait
+            refused = isinstance(error, ArmCallFailed) and error.kind == "refused"
+            if refused or not retry_failures:  # Azure said no: asking again will not change it
                 raise NotConverged(str(error) if isinstance(error, ArmCallFailed) else first_line(error)) from error
+            # Restoring: not knowing, or Azure throttling (a scale-down soon after a scale-up can be, see
+            # docs/azure-cmk-facts.md "Throughput changes"), is not a verdict; back off and ask again.
             step = {"state": "failed", "resourceId": None, "detail": first_line(error), "atTarget": [], "gone": []}
         if step["state"] == "done":
             return step

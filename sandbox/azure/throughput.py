@@ -83,7 +83,7 @@ def put_throughput(state: CloudState, context: RequestContext, match: RouteMatch
     updated = copy.deepcopy(settings)
     resource: JsonDict = updated.setdefault("properties", {}).setdefault("resource", {})
     if isinstance(current.get("autoscaleSettings"), dict):
-        maximum = _number(sent.get("autoscaleSettings", {}), "maxThroughput", "an autoscale resource")
+        maximum = _number(sent.get("autoscaleSettings", {}), "maxThroughput", "autoscale")
         if maximum < AUTOSCALE_MINIMUM or maximum % AUTOSCALE_STEP or maximum > MAXIMUM_THROUGHPUT:
             raise bad_request(
                 f"The autoscale maximum throughput {maximum} is not valid: it must be a multiple of {AUTOSCALE_STEP} "
@@ -92,7 +92,9 @@ def put_throughput(state: CloudState, context: RequestContext, match: RouteMatch
         resource["autoscaleSettings"] = {**current["autoscaleSettings"], "maxThroughput": maximum}
         resource["throughput"] = maximum // 10  # autoscale scales between a tenth of its maximum and the maximum
     else:
-        throughput = _number(sent, "throughput", "a manual-throughput resource")
+        if "autoscaleSettings" in sent:
+            _number({}, "throughput", "manual")
+        throughput = _number(sent, "throughput", "manual")
         minimum = int(str(current.get("minimumThroughput") or DEFAULT_MINIMUM_THROUGHPUT))
         if throughput < minimum or throughput % MANUAL_STEP or throughput > MAXIMUM_THROUGHPUT:
             raise bad_request(
@@ -116,12 +118,14 @@ def _sent_resource(body: Any) -> JsonDict:
     return resource
 
 
-def _number(resource: Any, name: str, what: str) -> int:
+def _number(resource: Any, name: str, mode: str) -> int:
     value = resource.get(name) if isinstance(resource, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
+        # Cosmos DB's answer to a manual offer sent autoscale settings (pulumi/pulumi-azure-native#4189); the
+        # other direction is answered alike.
         raise bad_request(
-            f"'{name}' is required for {what}; changing between manual and autoscale throughput is a separate "
-            "migrate operation (migrateToAutoscale / migrateToManualThroughput)."
+            f"Updating offer to {'manual' if mode == 'autoscale' else 'autoscale'} throughput is not allowed. "
+            "Please invoke migration API to migrate this offer."
         )
     return value
 

@@ -136,7 +136,8 @@ def test_refusals_as_cosmos_db_answers_them(sim: AzureSimulator) -> None:
     )
     assert call(sim, "GET", f"{ORDERS}/sqlDatabases/nope{SETTINGS}", principal=ADMIN).status_code == 404
     sales = f"{ORDERS}/sqlDatabases/sales"
-    assert _put(sim, sales, {"autoscaleSettings": {"maxThroughput": 4000}}).status_code == 400  # mode switch
+    switched = _put(sim, sales, {"autoscaleSettings": {"maxThroughput": 4000}})  # a mode switch is a migration
+    assert switched.status_code == 400 and "Please invoke migration API" in switched.json()["error"]["message"]
     assert _put(sim, sales, {"throughput": 300}).status_code == 400  # under the minimum
     assert _put(sim, sales, {"throughput": 850}).status_code == 400  # not a multiple of 100
     orders = f"{ORDERS}/sqlDatabases/sales/containers/orders"
