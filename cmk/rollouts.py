@@ -98,7 +98,7 @@ def parse_rollout_request(body: Any) -> RolloutRequest:
         _cap(body, "maxConcurrencyPerSubscription", settings.get_int("CMK_ROLLOUT_MAX_CONCURRENCY_PER_SUBSCRIPTION")),
         request["maxConcurrency"],
     )
-    request["maxPreparing"] = _preparing(body, request["maxConcurrency"])
+    request["maxPreparing"] = _preparing(body, min(2 * request["maxConcurrency"], MAX_CONCURRENCY))
     if "accounts" in body:
         accounts = body["accounts"]
         if not isinstance(accounts, list) or not accounts:
@@ -142,8 +142,9 @@ def _cap(body: dict[str, Any], name: str, default: int) -> int:
 
 
 def _preparing(body: dict[str, Any], default: int) -> int:
-    """maxPreparing: 0 (prepare each account only when its slot is free) to MAX_CONCURRENCY; maxConcurrency when
-    absent, so every lane prepares its next account while the current one encrypts."""
+    """maxPreparing: 0 (prepare each account only when its slot is free) to MAX_CONCURRENCY. By default twice
+    maxConcurrency, two accounts ahead per lane: a preparation with an RBAC vault's propagation wait (10 minutes)
+    outlasts the shortest encryption (10 minutes), so one account ahead would leave the slot waiting for it."""
     if "maxPreparing" not in body:
         return default
     value = body["maxPreparing"]

@@ -170,8 +170,9 @@ def test_max_preparing_is_a_whole_number_from_0_to_500(value: object) -> None:
     )
 
 
-def test_max_preparing_defaults_to_max_concurrency_and_0_prepares_nothing_ahead() -> None:
-    assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxConcurrency": 7})["maxPreparing"] == 7
+def test_max_preparing_defaults_to_twice_max_concurrency_and_0_prepares_nothing_ahead() -> None:
+    assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxConcurrency": 7})["maxPreparing"] == 14
+    assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxConcurrency": 400})["maxPreparing"] == 500
     assert parse_rollout_request({"accounts": [ACCOUNT], "keyUri": KEY, "maxPreparing": 0})["maxPreparing"] == 0
 
 

@@ -99,11 +99,11 @@ def test_a_running_rollout_lists_every_account_with_its_live_phase_and_filters_n
     assert summary["byPhase"] == dict(Counter(a["phase"] for a in accounts))
     assert summary["request"]["maxConcurrency"] == 3
     # The cap: at most three accounts of this rollout between their key PATCH and the end of their orchestration
-    # (the gated one counts once claimed); preparation runs ahead of the slots, up to maxPreparing (3 by default).
+    # (the gated one counts once claimed); preparation runs ahead of the slots, up to maxPreparing (6 by default).
     holding = [a for a in planned if a["phase"] in ("enabling", "encrypting", "verifying")]
     assert len(holding) <= 3 + 1
     active = [a for a in planned if a["phase"] not in ("queued", "done")]
-    assert len(active) <= 3 + 3 + 1
+    assert len(active) <= 3 + 6 + 1
     # Filters narrow, and say what they matched.
     queued = scenario.accounts_page(phase="queued", top="100")
     assert queued["matched"] == len(queued["accounts"]) == summary["byPhase"].get("queued", 0)
