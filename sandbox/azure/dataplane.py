@@ -152,10 +152,7 @@ class DataPlaneRequest:
 
 
 def find_account_by_name(state: CloudState, name: str) -> JsonDict | None:
-    for account in state.resources.of_type(ACCOUNT_TYPE):
-        if str(account.get("name", "")).lower() == name.lower():
-            return account
-    return None
+    return state.resources.named(ACCOUNT_TYPE, name)
 
 
 def authenticate(headers: dict[str, str]) -> TokenClaims:
@@ -195,9 +192,7 @@ def _check_firewall(account: JsonDict) -> None:
 def _granted_data_actions(state: CloudState, account: JsonDict, principal_id: str, resource_path: str) -> list[str]:
     account_id = str(account["id"])
     actions: list[str] = []
-    for assignment in state.resources.of_type(SQL_ROLE_ASSIGNMENT_TYPE):
-        if not id_key(str(assignment["id"])).startswith(id_key(account_id) + "/"):
-            continue
+    for assignment in state.resources.children(account_id, SQL_ROLE_ASSIGNMENT_TYPE):
         properties = assignment.get("properties") or {}
         if str(properties.get("principalId", "")).lower() != principal_id.lower():
             continue

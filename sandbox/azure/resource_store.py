@@ -24,6 +24,11 @@ class ResourceStore:
         self._by_type: dict[str, dict[str, JsonDict]] = {}
         self._subscriptions: dict[str, int] = {}
         self._created_at: dict[str, float] = {}
+        # Data-plane requests look an account up by name and read its SQL role assignments on every call: scanning
+        # every account or assignment made a 1,000-account rollout's cost grow with the square of the fleet.
+        self._by_name: dict[tuple[str, str], dict[str, JsonDict]] = {}
+        self._name_of: dict[str, tuple[str, str]] = {}
+        self._by_parent: dict[tuple[str, str], dict[str, JsonDict]] = {}
 
     def load(self) -> None:
         """Read back a persisted table."""
@@ -44,6 +49,14 @@ class ResourceStore:
 
     def of_type(self, type_key: str) -> list[JsonDict]:
         return list(self._by_type.get(type_key, {}).values())
+
+    def named(self, type_key: str, name: str) -> JsonDict | None:
+        """The first resource of a type (in the order they were created) whose body's name is `name`, any casing."""
+        return next(iter(self._by_name.get((type_key, name.lower()), {}).values()), None)
+
+    def children(self, parent_id: str, type_key: str) -> list[JsonDict]:
+        """The resources of a type directly under a resource (an account's `sqlRoleAssignments`, say)."""
+        return list(self._by_parent.get((id_key(parent_id), type_key), {}).values())
 
     def keys_of_type(self, type_key: str) -> list[str]:
         return list(self._by_type.get(type_key, {}))
@@ -68,7 +81,10 @@ class ResourceStore:
     def delete(self, resource_id: str) -> None:
         key = id_key(resource_id)
         if self._bodies.pop(key, None) is not None:
-            self._by_type.get(resource_type_of(key), {}).pop(key, None)
+            type_key = resource_type_of(key)
+            self._by_type.get(type_key, {}).pop(key, None)
+            self._by_name.get(self._name_of.pop(key, ("", "")), {}).pop(key, None)
+            self._by_parent.get((key.rsplit("/", 2)[0], type_key), {}).pop(key, None)
             parsed = parse_resource_id(key)
             if parsed is not None:
                 self._subscriptions[parsed.subscription_id] -= 1
@@ -84,4 +100,12 @@ class ResourceStore:
             if parsed is not None:
                 self._subscriptions[parsed.subscription_id] = self._subscriptions.get(parsed.subscription_id, 0) + 1
         self._bodies[key] = body
-        self._by_type.setdefault(resource_type_of(key), {})[key] = body
+        type_key = resource_type_of(key)
+        self._by_type.setdefault(type_key, {})[key] = body
+        self._by_parent.setdefault((key.rsplit("/", 2)[0], type_key), {})[key] = body
+        name = (type_key, str(body.get("name", "")).lower())
+        previous = self._name_of.get(key)
+        if previous is not None and previous != name:
+            self._by_name[previous].pop(key, None)
+        self._name_of[key] = name
+        self._by_name.setdefault(name, {})[key] = body
