@@ -252,12 +252,14 @@ def _raised(events: list[dict[str, Any]], after: int, name: str) -> int | None:
 
 def _moment_after(events: list[dict[str, Any]], completed: list[tuple[str, str, int]], index: int) -> str | None:
     """The orchestration's clock when it moved on from the event at `index`: the scheduled time of the next
-    activity, or the time of the next timer it created, whichever came first."""
-    moments = [scheduled for _, scheduled, at in completed if at > index][:1]
-    moments += [str(e.get("Timestamp")) for e in events[index + 1 :] if e.get("EventType") == "TimerCreated"][:1]
-    parsed = [(parse_time(moment), moment) for moment in moments]
-    known = [(at, moment) for at, moment in parsed if at is not None]
-    return min(known)[1] if known else None
+    activity, or the time of the next timer it created, whichever came first. Not earlier than the event itself: an
+    activity scheduled before it may complete after it (a held orchestration's read of its lane)."""
+    since = parse_time(events[index].get("Timestamp"))
+    scheduled = [moment for _, moment, at in completed if at > index]
+    created = [str(e.get("Timestamp")) for e in events[index + 1 :] if e.get("EventType") == "TimerCreated"]
+    known = [(at, moment) for moment in scheduled + created if (at := parse_time(moment)) is not None]
+    later = [(at, moment) for at, moment in known if since is None or at >= since]
+    return min(later)[1] if later else None
 
 
 def _result_number(event: dict[str, Any], key: str) -> float:

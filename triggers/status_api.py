@@ -272,8 +272,8 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
         for segment in account["segments"]:
             start = fleet_status.moment_seconds(segment["start"], origin)
             end = fleet_status.moment_seconds(segment["end"], origin)
-            if start is None:
-                continue
+            if start is None or (end is not None and end < 0):
+                continue  # before the rollout began (an orchestration that ran before the rollout claimed it)
             spans.append([segment["phase"], round(max(0.0, start)), None if end is None else round(end)])
             seconds = max(0.0, (end if end is not None else now_offset) - max(0.0, start))
             total = totals.setdefault(segment["phase"], {"accounts": 0, "seconds": 0.0, "maxSeconds": 0.0})

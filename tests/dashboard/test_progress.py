@@ -117,6 +117,16 @@ def test_step_times_of_an_account_prepared_ahead_of_its_slot() -> None:
     early += [_done("find_older_orchestration", 11, 12), _done("enable_cmk", 13, 14), _done("poll_operation", 15, 16)]
     assert timings_from_history(early)["slotGrantedAt"] == _at(11)
     assert timings_from_history(early)["enableRequestedAt"] == _at(15)
+    # The slot given while a read of the lane was under way: the orchestration moves on once that read is back.
+    during_read = [
+        *waiting[:6],
+        {"EventType": "EventRaised", "Name": "slot", "Timestamp": _at(311)},
+        _done("read_account_instance", 310, 312),
+        _done("find_older_orchestration", 312, 313),
+        _done("enable_cmk", 314, 315),
+        _done("poll_operation", 316, 317),
+    ]
+    assert timings_from_history(during_read)["slotGrantedAt"] == _at(312)
     steps = segments({**timings, "finishedAt": _at(900)}, "done")
     assert [s["phase"] for s in steps][3:5] == ["waitingForSlot", "enabling"]
     assert segments(timings_from_history(waiting), "waitingForSlot")[-1] == {
