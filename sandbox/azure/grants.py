@@ -55,10 +55,8 @@ def _principal_assignments(state: CloudState, principal_id: str) -> Iterator[tup
     """The principal's effective role assignments, each with its role (assignments of unknown roles grant nothing)."""
     wanted = principal_id.lower()
     customs: dict[str, RoleDefinition] | None = None
-    for assignment in state.resources.of_type(ROLE_ASSIGNMENT_TYPE):
+    for assignment in state.resources.of_principal(ROLE_ASSIGNMENT_TYPE, wanted):
         properties = assignment.get("properties") or {}
-        if str(properties.get("principalId", "")).lower() != wanted:
-            continue
         if not is_effective(state, str(assignment["id"])):
             continue
         guid = role_guid(str(properties.get("roleDefinitionId", "")))

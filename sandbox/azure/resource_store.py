@@ -24,10 +24,12 @@ class ResourceStore:
         self._by_type: dict[str, dict[str, JsonDict]] = {}
         self._subscriptions: dict[str, int] = {}
         self._created_at: dict[str, float] = {}
-        # Data-plane requests look an account up by name and read its SQL role assignments on every call: scanning
-        # every account or assignment made a 1,000-account rollout's cost grow with the square of the fleet.
+        # Every ARM request's authorization reads its caller's role assignments, and every data-plane request looks
+        # an account up by name and reads its SQL role assignments: scanning every assignment or account each time
+        # made a 1,000-account rollout's cost grow with the square of the fleet.
         self._by_name: dict[tuple[str, str], dict[str, JsonDict]] = {}
-        self._name_of: dict[str, tuple[str, str]] = {}
+        self._by_principal: dict[tuple[str, str], dict[str, JsonDict]] = {}
+        self._attributes_of: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
         self._by_parent: dict[tuple[str, str], dict[str, JsonDict]] = {}
 
     def load(self) -> None:
@@ -53,6 +55,11 @@ class ResourceStore:
     def named(self, type_key: str, name: str) -> JsonDict | None:
         """The first resource of a type (in the order they were created) whose body's name is `name`, any casing."""
         return next(iter(self._by_name.get((type_key, name.lower()), {}).values()), None)
+
+    def of_principal(self, type_key: str, principal_id: str) -> list[JsonDict]:
+        """The resources of a type (role assignments) whose `properties.principalId` is `principal_id`, in the
+        order they were created."""
+        return list(self._by_principal.get((type_key, principal_id.lower()), {}).values())
 
     def children(self, parent_id: str, type_key: str) -> list[JsonDict]:
         """The resources of a type directly under a resource (an account's `sqlRoleAssignments`, say)."""
@@ -83,7 +90,9 @@ class ResourceStore:
         if self._bodies.pop(key, None) is not None:
             type_key = resource_type_of(key)
             self._by_type.get(type_key, {}).pop(key, None)
-            self._by_name.get(self._name_of.pop(key, ("", "")), {}).pop(key, None)
+            name, principal = self._attributes_of.pop(key, (("", ""), ("", "")))
+            self._by_name.get(name, {}).pop(key, None)
+            self._by_principal.get(principal, {}).pop(key, None)
             self._by_parent.get((key.rsplit("/", 2)[0], type_key), {}).pop(key, None)
             parsed = parse_resource_id(key)
             if parsed is not None:
@@ -104,8 +113,12 @@ class ResourceStore:
         self._by_type.setdefault(type_key, {})[key] = body
         self._by_parent.setdefault((key.rsplit("/", 2)[0], type_key), {})[key] = body
         name = (type_key, str(body.get("name", "")).lower())
-        previous = self._name_of.get(key)
-        if previous is not None and previous != name:
-            self._by_name[previous].pop(key, None)
-        self._name_of[key] = name
+        principal = (type_key, str((body.get("properties") or {}).get("principalId", "")).lower())
+        previous = self._attributes_of.get(key)
+        if previous is not None and previous[0] != name:
+            self._by_name[previous[0]].pop(key, None)
+        if previous is not None and previous[1] != principal:
+            self._by_principal[previous[1]].pop(key, None)
+        self._attributes_of[key] = (name, principal)
         self._by_name.setdefault(name, {})[key] = body
+        self._by_principal.setdefault(principal, {})[key] = body
