@@ -417,7 +417,14 @@ def evaluate(snapshot: PreflightSnapshot) -> PreflightResult:
         key = snapshot["key"]
         if key is None:
             raise ValueError(f"the snapshot of {account_id} found vault {vault['name']} but lacks the read of its key")
-        findings += check_key(key["facts"], key_uri, datetime.fromisoformat(snapshot["asOf"]))
+        if key["outcome"] == "forbidden":
+            # ARM refused the key's read (Microsoft.KeyVault/vaults/keys/read): nothing can be judged of the key,
+            # and nothing was changed. Azure's refusal names the action and the scope to grant.
+            findings.append(
+                blocking(Code.KEY_NOT_FOUND, f"This app cannot read key {key_uri} through ARM: {key['refusal']}")
+            )
+        else:
+            findings += check_key(key["facts"], key_uri, datetime.fromisoformat(snapshot["asOf"]))
 
     identity, identity_findings = resolve_identity(account, snapshot["requestedIdentity"])
     findings += identity_findings

@@ -51,7 +51,7 @@ def gather(request: EnablementRequest, as_of: datetime) -> PreflightSnapshot:
     snapshot["vault"] = lookup
     vault = lookup["vault"]
     if vault is not None:
-        snapshot["key"] = _read(lambda: inventory.read_key(vault, key_uri), refusal_is_a_fact=False)
+        snapshot["key"] = _read(lambda: inventory.read_key(vault, key_uri))
     identity, _ = resolve_identity(account, snapshot["requestedIdentity"])
     if identity is not None and identity["type"] == "UserAssigned":
         identity_id = parse_identity_id(identity["resourceId"])

@@ -176,6 +176,7 @@ CONTINUOUS_WITH_IDENTITY = account(
 )
 ACCOUNT_SCOPE = "Microsoft.DocumentDB/databaseAccounts/read"
 IDENTITY_SCOPE = "Microsoft.ManagedIdentity/userAssignedIdentities/read"
+KEY_READ = "Microsoft.KeyVault/vaults/keys/read"
 
 RULES = [
     Rule(Code.ACCOUNT_NOT_FOUND, "missing", only_account(NOT_FOUND), (ACCOUNT_ID, "was not found")),
@@ -328,6 +329,12 @@ RULES = [
         "no such key",
         snapshot(key=NOT_FOUND),
         (f"Key {KEY_URI} was not found in Key Vault kv-cmk.",),
+    ),
+    Rule(
+        Code.KEY_NOT_FOUND,
+        "key unreadable",
+        snapshot(key=forbidden(KEY_READ, KEY_URI)),
+        (f"This app cannot read key {KEY_URI} through ARM", KEY_READ),
     ),
     Rule(Code.KEY_DISABLED, "disabled", snapshot(key=found(key(enabled=False))), ("cosmos-cmk is disabled",)),
     Rule(
