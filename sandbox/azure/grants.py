@@ -3,6 +3,7 @@ propagation delay, their roles (built-in or custom) and conditions."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 
 from sandbox.azure.conditions import ConditionAttributes, UnsupportedCondition, parse_condition
@@ -14,10 +15,21 @@ from sandbox.azure.ids import (
     split_role_assignment_id,
 )
 from sandbox.azure.rbac import BUILTIN_ROLES, RoleDefinition, action_matches, role_from_body, role_guid
+from sandbox.azure.resource_store import ResourceStore
 from sandbox.azure.state import CloudState
+
+_custom_roles: weakref.WeakKeyDictionary[ResourceStore, tuple[int, dict[str, RoleDefinition]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def custom_roles(state: CloudState) -> dict[str, RoleDefinition]:
+    """The custom roles by guid, rebuilt only when a role definition changed (every authorization of a principal
+    with a custom role reads them, a Resource Graph query once per row)."""
+    version = state.resources.type_version(ROLE_DEFINITION_TYPE)
+    cached = _custom_roles.get(state.resources)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     roles: dict[str, RoleDefinition] = {}
     for body in state.resources.of_type(ROLE_DEFINITION_TYPE):
         try:
@@ -25,6 +37,7 @@ def custom_roles(state: CloudState) -> dict[str, RoleDefinition]:
         except ValueError:
             continue
         roles[role.guid] = role
+    _custom_roles[state.resources] = (version, roles)
     return roles
 
 

@@ -6,6 +6,7 @@ it stored. The simulator does the same: every lookup goes through `id_key()`, bo
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,9 @@ class ParsedId:
         return self.name_segments[-1] if self.name_segments else ""
 
 
+# Remembered: every request, authorization and Resource Graph row parses the same ids again (a query parses every
+# resource's), and ParsedId is immutable.
+@functools.lru_cache(maxsize=1 << 16)
 def parse_resource_id(resource_id: str) -> ParsedId | None:
     """Parse a subscription-rooted ARM id; None if it is not one (tenant-level ids, garbage)."""
     parts = [part for part in resource_id.strip().split("/") if part]

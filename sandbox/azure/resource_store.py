@@ -31,6 +31,7 @@ class ResourceStore:
         self._by_principal: dict[tuple[str, str], dict[str, JsonDict]] = {}
         self._attributes_of: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
         self._by_parent: dict[tuple[str, str], dict[str, JsonDict]] = {}
+        self._type_versions: dict[str, int] = {}
 
     def load(self) -> None:
         """Read back a persisted table."""
@@ -65,6 +66,11 @@ class ResourceStore:
         """The resources of a type directly under a resource (an account's `sqlRoleAssignments`, say)."""
         return list(self._by_parent.get((id_key(parent_id), type_key), {}).values())
 
+    def type_version(self, type_key: str) -> int:
+        """A number that changes whenever a resource of the type is written or deleted (for what is derived from
+        them, like the custom roles every authorization reads)."""
+        return self._type_versions.get(type_key, 0)
+
     def keys_of_type(self, type_key: str) -> list[str]:
         return list(self._by_type.get(type_key, {}))
 
@@ -90,6 +96,7 @@ class ResourceStore:
         if self._bodies.pop(key, None) is not None:
             type_key = resource_type_of(key)
             self._by_type.get(type_key, {}).pop(key, None)
+            self._type_versions[type_key] = self._type_versions.get(type_key, 0) + 1
             name, principal = self._attributes_of.pop(key, (("", ""), ("", "")))
             self._by_name.get(name, {}).pop(key, None)
             self._by_principal.get(principal, {}).pop(key, None)
@@ -111,6 +118,7 @@ class ResourceStore:
         self._bodies[key] = body
         type_key = resource_type_of(key)
         self._by_type.setdefault(type_key, {})[key] = body
+        self._type_versions[type_key] = self._type_versions.get(type_key, 0) + 1
         self._by_parent.setdefault((key.rsplit("/", 2)[0], type_key), {})[key] = body
         name = (type_key, str(body.get("name", "")).lower())
         principal = (type_key, str((body.get("properties") or {}).get("principalId", "")).lower())
