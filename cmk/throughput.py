@@ -110,7 +110,8 @@ class ThroughputRaiseReport(TypedDict):
 
 
 def parse_throughput_raise(value: Any) -> ThroughputRaiseRequest:
-    """`{"factor": number > 1 and <= 10, "maxRuPerSecond": whole number >= 400}`; raises InvalidRequest."""
+    """`{"factor": number from 1 to 10, "maxRuPerSecond": whole number >= 400}`; raises InvalidRequest. A factor
+    of 1 is well formed and raises nothing: its plan is not possible (the finding), as any plan that raises nothing."""
     if not isinstance(value, dict):
         raise InvalidRequest(
             "InvalidThroughputRaise", 'throughputRaise must be an object: {"factor": 2, "maxRuPerSecond": 50000}.'
@@ -125,9 +126,9 @@ def parse_throughput_raise(value: Any) -> ThroughputRaiseRequest:
             f"throughputRaise takes exactly factor and maxRuPerSecond ({'; '.join(problems)}).",
         )
     factor, ceiling = value["factor"], value["maxRuPerSecond"]
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1 < factor <= MAX_FACTOR:
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1 <= factor <= MAX_FACTOR:
         raise InvalidRequest(
-            "InvalidThroughputRaise", f"throughputRaise.factor must be a number over 1 and at most {MAX_FACTOR:g}."
+            "InvalidThroughputRaise", f"throughputRaise.factor must be a number from 1 to {MAX_FACTOR:g}."
         )
     if isinstance(ceiling, bool) or not isinstance(ceiling, int) or not 400 <= ceiling <= MAX_CEILING_RU_PER_SECOND:
         raise InvalidRequest(
@@ -156,7 +157,7 @@ def plan_raise(inventory: ThroughputInventory, request: ThroughputRaiseRequest) 
                 }
             )
     extra = sum(change["toRuPerSecond"] - change["fromRuPerSecond"] for change in changes)
-    reason = _not_possible(inventory, total, ceiling, changes)
+    reason = _not_possible(inventory, total, ceiling, changes, request["factor"])
     spare, size = inventory["spareRuPerSecond"], inventory["dataSizeBytes"]
     known = spare is not None and size is not None and spare > 0
     without = expected_encryption_seconds(size, spare) if known else None
@@ -203,12 +204,14 @@ def restore_targets(changes: Sequence[ThroughputChange]) -> list[ThroughputTarge
 
 
 def _not_possible(
-    inventory: ThroughputInventory, total: int, ceiling: int, changes: list[ThroughputChange]
+    inventory: ThroughputInventory, total: int, ceiling: int, changes: list[ThroughputChange], requested_factor: float
 ) -> str | None:
     if inventory["serverless"]:
         return "the account is serverless: it has no provisioned throughput to raise"
     if not inventory["settings"]:
         return "no database or container of the account has provisioned throughput of its own"
+    if requested_factor <= 1:
+        return "a factor of 1 raises nothing"
     if total >= ceiling:
         return (
             f"the account already has {total} RU/s provisioned, at or over the ceiling maxRuPerSecond={ceiling}: "

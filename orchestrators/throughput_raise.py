@@ -81,7 +81,11 @@ def raise_throughput(
 ) -> Generator[Any, Any, RaiseResult]:
     """Right before the key PATCH: read and record every value, raise each, wait until Azure shows them all. A raise
     that fails midway is restored before this returns the failure (nothing irreversible was done yet)."""
-    plan = yield from plan_raise(context, request, config)
+    try:
+        plan = yield from plan_raise(context, request, config)
+    except Exception as error:  # refused, throttled through every wait, or failed after its retries
+        reason = str(error) if isinstance(error, ArmCallFailed) else first_line(error)
+        return RaiseResult(None, f"The throughput raise could not be planned ({reason}); nothing was changed.", [])
     if not plan["possible"]:
         finding = not_possible(plan)
         return RaiseResult(planned_report(request, plan), finding["message"], [finding])

@@ -307,7 +307,7 @@ def test_runtime_status_names_known_statuses_only(api: Api, statuses: str) -> No
     [
         None,
         {"factor": 2},
-        {"factor": 1, "maxRuPerSecond": 50000},
+        {"factor": 0.5, "maxRuPerSecond": 50000},
         {"factor": 2, "maxRuPerSecond": 100},
         {"factor": 2, "maxRuPerSecond": 50000, "until": "tomorrow"},
     ],

@@ -86,6 +86,11 @@ def test_not_possible_says_why(inventory: ThroughputInventory, ceiling: int, why
     assert plan["changes"] == [] and plan["extraRuPerSecond"] == 0
 
 
+def test_a_factor_of_one_is_well_formed_and_raises_nothing() -> None:
+    plan = plan_raise(_inventory(_setting("a", 400)), parse_throughput_raise({"factor": 1, "maxRuPerSecond": 50000}))
+    assert plan["possible"] is False and plan["reason"] == "a factor of 1 raises nothing"
+
+
 def test_the_estimate_is_the_rollouts_with_the_added_spare() -> None:
     plan = plan_raise(_inventory(_setting("a", 1000), spare=1000.0), {"factor": 2, "maxRuPerSecond": 50000})
     assert plan["expectedSeconds"] == expected_encryption_seconds(100 * GIB, 1000.0)
@@ -120,7 +125,7 @@ def test_restore_puts_back_every_recorded_value_in_reverse() -> None:
         2,
         {"factor": 2},
         {"factor": 2, "maxRuPerSecond": 50000, "extra": 1},
-        {"factor": 1, "maxRuPerSecond": 50000},
+        {"factor": 0.5, "maxRuPerSecond": 50000},
         {"factor": 11, "maxRuPerSecond": 50000},
         {"factor": True, "maxRuPerSecond": 50000},
         {"factor": "2", "maxRuPerSecond": 50000},

@@ -256,3 +256,21 @@ def test_a_rollout_raises_each_account_right_before_its_key_patch(clean_identity
             if r["status"] == 202
         )
         assert accepted[4] >= ends[0]
+
+
+@pytest.mark.timeout(300)
+def test_stopping_at_the_deadline_leaves_the_raise_and_says_what_to_put_back(clean_identity: None) -> None:
+    # 40 GiB at 6000 RU/s spare: about 12 simulated hours, past a 2-hour monitor deadline.
+    world = _world("tp-long", data={"dataSizeGiB": 40})
+    with LocalStack(world, discrete=True, settings={"CMK_MONITOR_DEADLINE_HOURS": "2"}) as stack:
+        output = _output(stack.host_url, _start(stack.host_url, "tp-long", throughputRaise=RAISE))
+        assert output["outcome"] == "Encrypting", output["reason"]
+        report = output["throughputRaise"]
+        assert report["status"] == "restoreAfterEncryption" and "fromRuPerSecond" in report["reason"]
+        assert [(c["fromRuPerSecond"], c["restoredAt"]) for c in report["changes"]] == [(1000, None), (4000, None)]
+        # Azure still encrypts: the raise stays, and the app did not try a write Azure would refuse.
+        assert _throughput(stack.simulator, "tp-long") == {
+            "sqlDatabases/sales": 2000,
+            "sqlDatabases/sales/containers/orders": 8000,
+        }
+        assert [r["status"] for r in _throughput_puts(stack.simulator.requests(), "tp-long")] == [202, 202]
