@@ -75,6 +75,10 @@ REMEDIES: dict[str, str] = {
         "URI so the key can rotate."
     ),
     "IDENTITY_NOT_FOUND": "Check the user-assigned identity's resource id, or create it, then start again.",
+    "THROUGHPUT_RAISE_NOT_POSSIBLE": (
+        "Start again without throughputRaise, or with a higher maxRuPerSecond or a factor the account's throughput "
+        "allows (the message says which); a serverless account has no throughput to raise."
+    ),
     "ENCRYPTION_IN_PROGRESS": "Nothing to do: Azure is already encrypting with this key, and the app follows it.",
     "ACCOUNT_FEATURES_UNKNOWN": (
         "Nothing blocks the key, but some features could not be checked (the message says which): check them in "
