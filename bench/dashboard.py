@@ -31,7 +31,7 @@ import requests
 
 from bench.fleet import KEY, MAX_CONCURRENCY, SUBSCRIPTIONS, build_world
 from sandbox.azure.testing import IDENTITY_ENV
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.dashboard.browser import require_browser, start_chromium
 from triggers.dashboard_api import ASSETS, DASHBOARD_DIR
 
@@ -126,7 +126,7 @@ def prepare(state: Path, accounts: int, done: int, timeout: float) -> str:
     marker = state / "rollout.json"
     if marker.exists():
         return str(json.loads(marker.read_text())["id"])
-    with LocalStack(_world(accounts), settings=SETTINGS, discrete=True, state_dir=state) as stack:
+    with LocalAzureStack(_world(accounts), settings=SETTINGS, discrete=True, state_dir=state) as stack:
         body: dict[str, Any] = {
             "scope": {"subscriptions": SUBSCRIPTIONS},
             "keyUri": KEY,
@@ -147,7 +147,7 @@ def measure(state: Path, accounts: int, done: int, refreshes: int, timeout: floa
     with tempfile.TemporaryDirectory(prefix="cmk-dashboard-bench-") as scratch:
         copy = Path(scratch) / "state"
         shutil.copytree(state, copy)
-        with LocalStack(_world(accounts), settings=SETTINGS, time_scale=scale, state_dir=copy) as stack:
+        with LocalAzureStack(_world(accounts), settings=SETTINGS, time_scale=scale, state_dir=copy) as stack:
             time.sleep(SETTLE_SECONDS)  # the restarted host first catches up with the timers that fell due
             status = requests.get(f"{stack.host_url}/api/cmk/rollouts/{rollout_id}", timeout=60).json()
             figures = {

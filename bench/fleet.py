@@ -29,7 +29,7 @@ from azure.mgmt.keyvault import models as keyvault_models
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, peak_concurrent_key_operations
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUBSCRIPTIONS = [f"{index:08d}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for index in range(1, 11)]
 KEY = "https://kv-fleet-bench.vault.azure.net/keys/cosmos-cmk"
@@ -50,9 +50,9 @@ def build_world(accounts: int, seed: int = 7, sizes: list[float] = SIZES_GIB, *,
     return b.world(resources, tenant_id=TENANT, account_data=data)
 
 
-def _stack(world: dict[str, Any]) -> LocalStack:
+def _stack(world: dict[str, Any]) -> LocalAzureStack:
     settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": json.dumps([SUBSCRIPTIONS[0]])}
-    return LocalStack(world, settings=settings, discrete=True)
+    return LocalAzureStack(world, settings=settings, discrete=True)
 
 
 def _seconds(iso: str) -> float:
@@ -150,7 +150,9 @@ def rollout(
     return result
 
 
-def _noticed_after_azure(stack: LocalStack, report: str, operations: list[dict[str, Any]]) -> list[tuple[float, float]]:
+def _noticed_after_azure(
+    stack: LocalAzureStack, report: str, operations: list[dict[str, Any]]
+) -> list[tuple[float, float]]:
     """Per encrypted account: (seconds from Azure's end of its encryption to its orchestration's encryptionDoneAt,
     the encryption's length)."""
     assert stack.host is not None

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from sandbox.azure.testing import single_account_world
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "9c8b7a6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 RG = "rg-bench-monitor"
@@ -37,7 +37,7 @@ def run_monitor(polls: int, polls_per_generation: int) -> dict[str, Any]:
         "CMK_DOCUMENT_ID_SCAN": "false",
     }
     started = time.perf_counter()
-    with LocalStack(
+    with LocalAzureStack(
         world, time_scale=30_000, settings=settings, simulator_overrides={"throttling": {"enabled": False}}
     ) as stack:
         host = stack.host

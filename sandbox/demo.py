@@ -19,7 +19,7 @@ import requests
 
 from sandbox.azure.clouds import as_cloud
 from sandbox.serve import dashboard_url
-from sandbox.stack import REPO_ROOT, LocalStack
+from sandbox.stack import REPO_ROOT, LocalAzureStack
 
 DEFAULT_WORLD = REPO_ROOT / "sandbox" / "worlds" / "demo.json"
 DEFAULT_TIME_SCALE = 1500.0
@@ -79,7 +79,7 @@ def run(arguments: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="cmk-demo-") as scratch:
         state = arguments.state or Path(scratch)
-        with LocalStack(world, time_scale=arguments.time_scale, state_dir=state) as stack:
+        with LocalAzureStack(world, time_scale=arguments.time_scale, state_dir=state) as stack:
             code = run_demo(stack, expectations, arguments.timeout, sys.stdout)
             if arguments.keep:
                 print(f"\nStill running (--keep). Dashboard: {dashboard_url(stack)}  Ctrl-C stops.", flush=True)
@@ -95,7 +95,7 @@ def _wait_for_stop() -> None:
         pass
 
 
-def run_demo(stack: LocalStack, expectations: dict[str, dict[str, Any]], timeout: float, out: TextIO) -> int:
+def run_demo(stack: LocalAzureStack, expectations: dict[str, dict[str, Any]], timeout: float, out: TextIO) -> int:
     started = stack.clock.now()
     out.write(
         f"Simulated Azure: {stack.azure_url}\nFunction app:    {stack.host_url} (function_app.py, unchanged)\n"

@@ -17,13 +17,13 @@ from types import FrameType
 
 from sandbox.azure.world import load_worlds
 from sandbox.host import easy_auth
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 # The admin dashboard the app serves (triggers/dashboard_api.py).
 DASHBOARD_PATH = "/api/cmk/dashboard"
 
 
-def dashboard_url(stack: LocalStack) -> str:
+def dashboard_url(stack: LocalAzureStack) -> str:
     return f"{stack.host_url}{DASHBOARD_PATH}"
 
 
@@ -66,7 +66,7 @@ def run(arguments: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    stack = LocalStack(
+    stack = LocalAzureStack(
         load_worlds(list(arguments.world)),
         time_scale=arguments.time_scale,
         state_dir=arguments.state,

@@ -46,7 +46,7 @@ class DiscreteEventDriver(threading.Thread):
     and the app were infinitely fast, and only the waits the product and Azure impose remain.
     """
 
-    def __init__(self, stack: LocalStack, period_seconds: float = 0.0005) -> None:
+    def __init__(self, stack: LocalAzureStack, period_seconds: float = 0.0005) -> None:
         super().__init__(name="discrete-event-clock", daemon=True)
         self._stack = stack
         self._period = period_seconds
@@ -86,7 +86,7 @@ class DiscreteEventDriver(threading.Thread):
             quiet_checks = 0
 
 
-class LocalStack:
+class LocalAzureStack:
     def __init__(
         self,
         world: Any,
@@ -126,7 +126,7 @@ class LocalStack:
         self.host: LocalHost | None = None
         self._driver = DiscreteEventDriver(self) if discrete else None
 
-    def start(self) -> LocalStack:
+    def start(self) -> LocalAzureStack:
         self.simulator.start()
         from_file = read_settings_file(self._settings_file) if self._settings_file else {}
         settings = {
@@ -171,7 +171,7 @@ class LocalStack:
             self.host = None
         self.simulator.stop()
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalAzureStack:
         return self.start()
 
     def __exit__(

@@ -13,7 +13,7 @@ import pytest
 from cmk_admin.cli import bar, main, render, succeeded
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "5f6a7b8c-9d0e-4f1a-8b2c-3d4e5f6a7b8c"
 RG = "rg-cli"
@@ -37,7 +37,7 @@ def url() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=1500) as stack:
+        with LocalAzureStack(b.world(resources, tenant_id=TENANT), time_scale=1500) as stack:
             yield stack.host_url
 
 

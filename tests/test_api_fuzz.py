@@ -37,7 +37,7 @@ from schemathesis.engine import events
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, TENANT
 from sandbox.host.store import _encode_token
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from triggers.instances_api import encode_continuation
 
 SEED = 20261130
@@ -132,7 +132,7 @@ def _config(base_url: str, key: str, operations: int) -> SchemathesisConfig:
     )
 
 
-def run_fuzz(stack: LocalStack) -> FuzzFigures:
+def run_fuzz(stack: LocalAzureStack) -> FuzzFigures:
     assert stack.host is not None and stack.host.keys is not None
     key = stack.host.keys.default_function
     document = requests.get(f"{stack.host_url}/api/openapi.json", headers={"x-functions-key": key}, timeout=30)
@@ -205,7 +205,7 @@ def _invalid(meta: Any) -> bool:
     return False
 
 
-def _audit(figures: FuzzFigures, stack: LocalStack) -> None:
+def _audit(figures: FuzzFigures, stack: LocalAzureStack) -> None:
     """Every orchestration descends from one a valid request started; nothing was written to Azure."""
     assert stack.host is not None
     parents: dict[str, str | None] = {}
@@ -234,7 +234,7 @@ def fuzzed() -> Iterator[FuzzFigures]:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
         settings = {"CMK_KEY_POLICY": json.dumps({"default": KEY}), "CMK_DOCUMENT_ID_SCAN": "false"}
-        with LocalStack(_world(), require_keys=True, settings=settings) as stack:
+        with LocalAzureStack(_world(), require_keys=True, settings=settings) as stack:
             figures = run_fuzz(stack)
             print(f"\nschemathesis against the local host: {json.dumps(figures.summary())}")
             yield figures

@@ -16,7 +16,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "3b1f6c2e-8d4a-4f0b-9c7e-2a5d1e0f6b3c"
 RG = "rg-input"
@@ -36,7 +36,7 @@ def _world() -> dict[str, Any]:
 
 
 class Api:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalAzureStack) -> None:
         assert stack.host is not None and stack.host.keys is not None
         self.stack = stack
         self.keys = stack.host.keys
@@ -63,7 +63,7 @@ def api() -> Iterator[Api]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(_world(), time_scale=100, require_keys=True) as stack:
+        with LocalAzureStack(_world(), time_scale=100, require_keys=True) as stack:
             yield Api(stack)
 
 

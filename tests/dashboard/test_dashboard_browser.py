@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from sandbox.azure.testing import IDENTITY_ENV
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.dashboard.browser import require_browser, screenshot, start_chromium
 from tests.dashboard.world import APP_SETTINGS, GATED, Api, demo_world, start_scenario
 
@@ -30,7 +30,7 @@ TIME_SCALE = 900
 class Page:
     """The dashboard page in the browser, refreshing every second (?refresh=1)."""
 
-    def __init__(self, driver: Any, stack: LocalStack, key: str) -> None:
+    def __init__(self, driver: Any, stack: LocalAzureStack, key: str) -> None:
         self.driver = driver
         self.url = f"{stack.host_url}/api/cmk/dashboard"
         self.key = key
@@ -92,23 +92,23 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalAzureStack]:
     require_browser()
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(demo_world(), time_scale=TIME_SCALE, settings=APP_SETTINGS, require_keys=True) as running:
+        with LocalAzureStack(demo_world(), time_scale=TIME_SCALE, settings=APP_SETTINGS, require_keys=True) as running:
             yield running
 
 
 @pytest.fixture(scope="module")
-def key(stack: LocalStack) -> str:
+def key(stack: LocalAzureStack) -> str:
     assert stack.host is not None and stack.host.keys is not None
     return stack.host.keys.default_function
 
 
 @pytest.fixture(scope="module")
-def api(stack: LocalStack, key: str) -> Api:
+def api(stack: LocalAzureStack, key: str) -> Api:
     return Api(stack, key)
 
 
@@ -118,7 +118,7 @@ def scenario(api: Api) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def page(stack: LocalStack, key: str, scenario: tuple[str, str]) -> Iterator[Page]:
+def page(stack: LocalAzureStack, key: str, scenario: tuple[str, str]) -> Iterator[Page]:
     driver = start_chromium()
     try:
         yield Page(driver, stack, key)

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.azure.testing import IDENTITY_ENV
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.dashboard.world import APP_SETTINGS, demo_world
 
 
@@ -17,7 +17,7 @@ def test_the_dashboard_page_and_its_files_need_no_key_but_its_data_does() -> Non
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(demo_world(), settings=APP_SETTINGS, require_keys=True) as stack:
+        with LocalAzureStack(demo_world(), settings=APP_SETTINGS, require_keys=True) as stack:
             assert stack.host is not None and stack.host.keys is not None
             base = f"{stack.host_url}/api/cmk"
             page = requests.get(f"{base}/dashboard?rollout=x", timeout=30)

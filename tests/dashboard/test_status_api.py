@@ -18,7 +18,7 @@ import requests
 
 from cmk.progress import PHASES, TIMING_FIELDS, parse_time, timings_from_history
 from sandbox.azure.testing import IDENTITY_ENV
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.dashboard.world import APP_SETTINGS, GATED, KEY_POLICY, PROD_KEY, Api, account_ids, demo_world
 
 TIME_SCALE = 1500
@@ -31,7 +31,7 @@ FINAL = {"Completed", "Failed", "Terminated"}
 
 
 class Scenario:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalAzureStack) -> None:
         self.stack = stack
         self.api = Api(stack)
         world = demo_world()
@@ -63,7 +63,7 @@ def scenario() -> Iterator[Scenario]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(demo_world(), time_scale=TIME_SCALE, settings=APP_SETTINGS) as stack:
+        with LocalAzureStack(demo_world(), time_scale=TIME_SCALE, settings=APP_SETTINGS) as stack:
             yield Scenario(stack)
 
 

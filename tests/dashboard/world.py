@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from sandbox.stack import REPO_ROOT, LocalStack
+from sandbox.stack import REPO_ROOT, LocalAzureStack
 
 DEMO_WORLD = REPO_ROOT / "sandbox" / "worlds" / "demo.json"
 PROD_KEY = "https://kv-contoso-cmk-prod.vault.azure.net/keys/cosmos-cmk"
@@ -33,7 +33,7 @@ def account_ids(world: dict[str, Any]) -> list[str]:
 class Api:
     """The app's HTTP API as a script calls it, with the function key when the host requires one."""
 
-    def __init__(self, stack: LocalStack, key: str | None = None) -> None:
+    def __init__(self, stack: LocalAzureStack, key: str | None = None) -> None:
         self.base = f"{stack.host_url}/api"
         self.session = requests.Session()
         if key:

@@ -21,7 +21,7 @@ from sandbox.azure.rbac import OWNER
 from sandbox.azure.simulator import AzureSimulator
 from sandbox.azure.testing import IDENTITY_ENV
 from sandbox.demo import DEFAULT_WORLD, run_demo
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 DEPLOYER = "d3e4f5a6-b7c8-4d9e-8f0a-1b2c3d4e5f60"  # who runs `az deployment sub create`: Owner of the subscriptions
 INSTALLATION = "proof"
@@ -96,7 +96,7 @@ def test_the_demo_rollout_runs_on_exactly_what_fleet_access_grants(
     } == {app}
     expectations = world["expectations"]
     out = io.StringIO()
-    with LocalStack(world, discrete=True) as stack:
+    with LocalAzureStack(world, discrete=True) as stack:
         simulator = stack.simulator
         _deploy(simulator, deployed)
         # New role assignments count after the propagation delay; the data-plane grants are account operations.

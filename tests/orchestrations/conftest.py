@@ -12,7 +12,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "5e2d8c1a-7b3f-4c9d-8e6a-1f0b2c3d4e5f"
 RG = "rg-orchestration-tests"
@@ -50,7 +50,7 @@ def build_world() -> dict[str, Any]:
 
 @dataclass
 class App:
-    stack: LocalStack
+    stack: LocalAzureStack
     session: requests.Session
 
     @property
@@ -100,5 +100,5 @@ def app() -> Iterator[App]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(build_world(), time_scale=1500, settings=APP_SETTINGS) as stack:
+        with LocalAzureStack(build_world(), time_scale=1500, settings=APP_SETTINGS) as stack:
             yield App(stack, requests.Session())

@@ -13,7 +13,7 @@ import pytest
 from cmk.permissions import REQUIRED_ARM_ACTIONS
 from sandbox.azure.testing import IDENTITY_ENV
 from sandbox.demo import DEFAULT_WORLD, run_demo
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.orchestrations.test_permissions import _denied, _performed
 
 
@@ -25,7 +25,7 @@ def test_the_demo_world_reaches_every_predicted_outcome(monkeypatch: pytest.Monk
     out = io.StringIO()
 
     app = world["simulator"]["systemPrincipalId"]
-    with LocalStack(world, discrete=True) as stack:
+    with LocalAzureStack(world, discrete=True) as stack:
         assert stack.simulator.settings.authorization.enforce
         exit_code = run_demo(stack, expectations, timeout=300, out=out)
         ours = [r for r in stack.simulator.requests() if r["principal"] == app and not r.get("plane")]

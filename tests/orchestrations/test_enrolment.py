@@ -20,7 +20,7 @@ from cmk.orchestration import account_instance_base
 from sandbox.azure import builders as b
 from sandbox.azure.rbac import CONTRIBUTOR
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests import GOLDEN
 
 EVENT_SAMPLES = GOLDEN / "eventgrid"
@@ -37,7 +37,7 @@ def _id(subscription: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalAzureStack]:
     vault = b.key_vault(IN_SCOPE, "rg-keys", "kv-enrol", tenant_id=TENANT)
     accounts = [b.cosmos_account(IN_SCOPE, RG, name) for name in NAMES]
     accounts.append(b.cosmos_account(OUT_OF_SCOPE, RG, "outside"))
@@ -56,7 +56,7 @@ def stack() -> Iterator[LocalStack]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=1500, settings=settings) as running:
+        with LocalAzureStack(b.world(resources, tenant_id=TENANT), time_scale=1500, settings=settings) as running:
             yield running
 
 
@@ -79,7 +79,7 @@ def _golden_event(
     return event
 
 
-def _deliver(stack: LocalStack, events: list[dict[str, Any]], content_type: str = "application/json") -> int:
+def _deliver(stack: LocalAzureStack, events: list[dict[str, Any]], content_type: str = "application/json") -> int:
     response = requests.post(
         f"{stack.host_url}/runtime/webhooks/eventgrid?functionName=enrol_from_event_grid",
         data=json.dumps(events if content_type == "application/json" else events[0]),
@@ -89,12 +89,12 @@ def _deliver(stack: LocalStack, events: list[dict[str, Any]], content_type: str 
     return response.status_code
 
 
-def _instance(stack: LocalStack, instance_id: str) -> dict[str, Any] | None:
+def _instance(stack: LocalAzureStack, instance_id: str) -> dict[str, Any] | None:
     response = requests.get(f"{stack.host_url}/api/cmk/instances/{instance_id}", timeout=60)
     return response.json() if response.status_code == 200 else None
 
 
-def _wait_done(stack: LocalStack, instance_id: str, timeout: float = 120) -> dict[str, Any]:
+def _wait_done(stack: LocalAzureStack, instance_id: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status = _instance(stack, instance_id)
@@ -104,7 +104,7 @@ def _wait_done(stack: LocalStack, instance_id: str, timeout: float = 120) -> dic
         time.sleep(0.2)
 
 
-def _account_instances(stack: LocalStack, account_id: str) -> list[dict[str, Any]]:
+def _account_instances(stack: LocalAzureStack, account_id: str) -> list[dict[str, Any]]:
     """Every orchestration of the account: each has an id of its own under the account's base."""
     response = requests.get(
         f"{stack.host_url}/api/cmk/instances",
@@ -116,7 +116,7 @@ def _account_instances(stack: LocalStack, account_id: str) -> list[dict[str, Any
     return instances
 
 
-def _wait_enrolled(stack: LocalStack, account_id: str, timeout: float = 120) -> dict[str, Any]:
+def _wait_enrolled(stack: LocalAzureStack, account_id: str, timeout: float = 120) -> dict[str, Any]:
     """The account's one orchestration, once it ended."""
     deadline = time.monotonic() + timeout
     while not (instances := _account_instances(stack, account_id)):
@@ -126,7 +126,7 @@ def _wait_enrolled(stack: LocalStack, account_id: str, timeout: float = 120) -> 
     return _wait_done(stack, instances[0]["instanceId"], timeout)
 
 
-def _key_patches(stack: LocalStack, account_id: str) -> int:
+def _key_patches(stack: LocalAzureStack, account_id: str) -> int:
     return sum(
         1
         for r in stack.simulator.requests()
@@ -136,7 +136,7 @@ def _key_patches(stack: LocalStack, account_id: str) -> int:
     )
 
 
-def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_loop(stack: LocalStack) -> None:
+def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_loop(stack: LocalAzureStack) -> None:
     account = _id(IN_SCOPE, "written")
     # Somebody else changes the account: ARM raises ResourceWriteSuccess when that PATCH completes.
     assert (
@@ -160,7 +160,7 @@ def test_an_account_written_in_scope_is_enrolled_once_and_our_own_writes_do_not_
     assert _key_patches(stack, account) == 1
 
 
-def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None:
+def test_duplicate_deliveries_start_one_orchestration(stack: LocalAzureStack) -> None:
     account = _id(IN_SCOPE, "duplicate")
     event = _golden_event(account, PLATFORM_TEAM)
     with ThreadPoolExecutor(4) as pool:
@@ -176,7 +176,7 @@ def test_duplicate_deliveries_start_one_orchestration(stack: LocalStack) -> None
     assert _key_patches(stack, account) == 1
 
 
-def test_distinct_events_of_one_account_at_once_leave_one_orchestration(stack: LocalStack) -> None:
+def test_distinct_events_of_one_account_at_once_leave_one_orchestration(stack: LocalAzureStack) -> None:
     # Two writes of one account raise two events (ids of their own), which Event Grid may deliver at the same moment
     # (both due after an outage): each starter sees no orchestration running and starts one. The chaos run
     # (bench/chaos.py) found accounts with two; the younger must withdraw.
@@ -193,7 +193,7 @@ def test_distinct_events_of_one_account_at_once_leave_one_orchestration(stack: L
     assert _key_patches(stack, account) == 1
 
 
-def test_cloud_events_enrol_too(stack: LocalStack) -> None:
+def test_cloud_events_enrol_too(stack: LocalAzureStack) -> None:
     account = _id(IN_SCOPE, "cloud")
     cloud_event = json.loads(
         (EVENT_SAMPLES / "resource-groups.cloudevents-schema.ResourceWriteSuccess.json").read_text()
@@ -214,7 +214,7 @@ def test_cloud_events_enrol_too(stack: LocalStack) -> None:
     ],
 )
 def test_events_not_for_us_are_acknowledged_and_ignored(
-    stack: LocalStack, name: str, subscription: str, principal: str, event_type: str, suffix: str
+    stack: LocalAzureStack, name: str, subscription: str, principal: str, event_type: str, suffix: str
 ) -> None:
     account = _id(subscription, name)
     event = _golden_event(account + suffix, principal, event_type)
@@ -225,7 +225,7 @@ def test_events_not_for_us_are_acknowledged_and_ignored(
     assert _account_instances(stack, account) == []
 
 
-def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(stack: LocalStack) -> None:
+def test_a_custom_event_carries_a_rollout_and_a_redelivery_starts_nothing_new(stack: LocalAzureStack) -> None:
     body = {"accounts": [_id(IN_SCOPE, "rollout-a"), _id(IN_SCOPE, "rollout-b")], "keyUri": KEY}
     event_id = str(uuid.uuid4())
     event: dict[str, Any] = {

@@ -14,7 +14,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUBSCRIPTIONS = [f"{index:08d}-aaaa-4bbb-8ccc-dddddddddddd" for index in range(1, 7)]
 ACCOUNTS = 12
@@ -40,7 +40,7 @@ def test_a_fleet_rollout_completes_with_a_complete_report(monkeypatch: pytest.Mo
         *(b.sql_role_assignment(a, SYSTEM) for a in accounts),
     ]
     settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": f'["{SUBSCRIPTIONS[0]}"]'}
-    with LocalStack(b.world(resources, tenant_id=TENANT), time_scale=3000, settings=settings) as stack:
+    with LocalAzureStack(b.world(resources, tenant_id=TENANT), time_scale=3000, settings=settings) as stack:
         response = requests.post(
             f"{stack.host_url}/api/cmk/rollouts",
             json={"scope": {"subscriptions": SUBSCRIPTIONS}, "keyUri": KEY, "maxConcurrency": MAX_CONCURRENCY},

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from sandbox.azure.testing import IDENTITY_ENV, single_account_world
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 RG = "rg-monitor"
@@ -37,7 +37,7 @@ def test_a_long_monitor_keeps_its_history_bounded(monkeypatch: pytest.MonkeyPatc
     for name in IDENTITY_ENV:
         monkeypatch.delenv(name, raising=False)
     overrides = {"throttling": {"enabled": False}}
-    with LocalStack(world, time_scale=30_000, settings=settings, simulator_overrides=overrides) as stack:
+    with LocalAzureStack(world, time_scale=30_000, settings=settings, simulator_overrides=overrides) as stack:
         host = stack.host
         assert host is not None
         response = requests.post(

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.azure.testing import IDENTITY_ENV, single_account_world
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a"
 RG = "rg-monitor-policies"
@@ -28,7 +28,7 @@ def test_retry_after_is_honoured_and_the_deadline_ends_the_watch_not_the_encrypt
     )
     settings = {"CMK_MONITOR_DEADLINE_HOURS": "2"}
     overrides = {"asyncRetryAfterSeconds": RETRY_AFTER}
-    with LocalStack(world, time_scale=1500, settings=settings, simulator_overrides=overrides) as stack:
+    with LocalAzureStack(world, time_scale=1500, settings=settings, simulator_overrides=overrides) as stack:
         assert stack.host is not None
         response = requests.post(
             f"{stack.host_url}/api/cmk/accounts",

@@ -14,7 +14,7 @@ import requests
 from cmk.permissions import REQUIRED_ARM_ACTIONS
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f"
 RG = "rg-permissions"
@@ -57,7 +57,7 @@ def test_the_app_performs_exactly_the_actions_its_role_grants(monkeypatch: pytes
         + _throughput_resources(table, "tables"),
         tenant_id=TENANT,
     )
-    with LocalStack(world, time_scale=1500) as stack:
+    with LocalAzureStack(world, time_scale=1500) as stack:
         url = stack.host_url
         started = [
             requests.post(

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.azure.testing import key_patches, peak_concurrent_key_operations
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.orchestrations.test_rollout_overlaps import _id, _post, _report, _rollout, _running, _status, _world
 
 CAPPED = [f"long-{i:02d}" for i in range(6)]
 
 
 @pytest.fixture
-def capped() -> Iterator[LocalStack]:
+def capped() -> Iterator[LocalAzureStack]:
     """Encryptions of 1.3 to 1.9 simulated hours against a 1-hour monitor deadline: every monitor stops early."""
     data = {_id(name): {"dataSizeGiB": 0.75 + (i % 3) * 0.1, "spareRuPerSecond": 1000} for i, name in enumerate(CAPPED)}
     previous = os.environ.get("CMK_MONITOR_DEADLINE_HOURS")
@@ -34,7 +34,7 @@ def capped() -> Iterator[LocalStack]:
             os.environ["CMK_MONITOR_DEADLINE_HOURS"] = previous
 
 
-def test_the_cap_holds_in_azure_when_monitors_stop_early_and_an_admin_terminates_one(capped: LocalStack) -> None:
+def test_the_cap_holds_in_azure_when_monitors_stop_early_and_an_admin_terminates_one(capped: LocalAzureStack) -> None:
     stack = capped
     cap = 2
     rollout_id = _rollout(stack, CAPPED, cap=cap)

@@ -14,7 +14,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, key_patches
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a"
 RG = "rg-overlap"
@@ -38,27 +38,27 @@ def _world(names: list[str], data: dict[str, Any] | None = None) -> dict[str, An
     return b.world(resources, tenant_id=TENANT, account_data=data or {})
 
 
-def _running(world: dict[str, Any], **options: Any) -> Iterator[LocalStack]:
+def _running(world: dict[str, Any], **options: Any) -> Iterator[LocalAzureStack]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(world, settings={"CMK_ACTIVITY_RETRY_SECONDS": "5"}, **options) as stack:
+        with LocalAzureStack(world, settings={"CMK_ACTIVITY_RETRY_SECONDS": "5"}, **options) as stack:
             yield stack
 
 
-def _post(stack: LocalStack, path: str, body: Any) -> dict[str, Any]:
+def _post(stack: LocalAzureStack, path: str, body: Any) -> dict[str, Any]:
     response = requests.post(f"{stack.host_url}/api/{path}", json=body, timeout=60)
     assert response.status_code in (200, 202), response.text
     result: dict[str, Any] = response.json()
     return result
 
 
-def _status(stack: LocalStack, path: str) -> dict[str, Any]:
+def _status(stack: LocalAzureStack, path: str) -> dict[str, Any]:
     result: dict[str, Any] = requests.get(f"{stack.host_url}/api/{path}", timeout=60).json()
     return result
 
 
-def _until(stack: LocalStack, path: str, done: Any, timeout: float = 240) -> dict[str, Any]:
+def _until(stack: LocalAzureStack, path: str, done: Any, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status = _status(stack, path)
@@ -68,13 +68,13 @@ def _until(stack: LocalStack, path: str, done: Any, timeout: float = 240) -> dic
         time.sleep(0.05)
 
 
-def _rollout(stack: LocalStack, names: list[str], cap: int) -> str:
+def _rollout(stack: LocalAzureStack, names: list[str], cap: int) -> str:
     body = {"accounts": [_id(n) for n in names], "keyUri": KEY_URI, "maxConcurrency": cap}
     instance_id: str = _post(stack, "cmk/rollouts", body)["id"]
     return instance_id
 
 
-def _report(stack: LocalStack, rollout_id: str, timeout: float = 240) -> dict[str, Any]:
+def _report(stack: LocalAzureStack, rollout_id: str, timeout: float = 240) -> dict[str, Any]:
     status = _until(stack, f"cmk/rollouts/{rollout_id}", lambda s: s["runtimeStatus"] in FINAL, timeout)
     assert status["runtimeStatus"] == "Completed", status
     output: dict[str, Any] = status["output"]
@@ -82,14 +82,14 @@ def _report(stack: LocalStack, rollout_id: str, timeout: float = 240) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def scaled() -> Iterator[LocalStack]:
+def scaled() -> Iterator[LocalAzureStack]:
     """Scaled time (a human approves while it runs): 1 real second is 1,500 simulated seconds."""
     names = [f"gated-{i}" for i in range(3)] + [f"shared-{i}" for i in range(6)]
     yield from _running(_world(names), time_scale=1500)
 
 
 def test_a_rollout_waits_for_an_approval_gated_request_of_one_of_its_accounts_and_reports_its_outcome(
-    scaled: LocalStack,
+    scaled: LocalAzureStack,
 ) -> None:
     stack = scaled
     gated = _post(stack, "cmk/accounts", {"accountId": _id("gated-0"), "keyUri": KEY_URI, "approval": "required"})
@@ -112,7 +112,7 @@ def test_a_rollout_waits_for_an_approval_gated_request_of_one_of_its_accounts_an
 
 
 def test_two_overlapping_rollouts_over_the_same_accounts_both_complete_with_complete_reports(
-    scaled: LocalStack,
+    scaled: LocalAzureStack,
 ) -> None:
     stack = scaled
     names = [f"shared-{i}" for i in range(6)]

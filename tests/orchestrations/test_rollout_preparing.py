@@ -15,7 +15,7 @@ import pytest
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import SYSTEM, TENANT, key_patches, peak_concurrent_key_operations
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.orchestrations.test_rollout_overlaps import RG, SUB, _id, _post, _report, _running, _status
 
 NAMES = [f"prep-{i:02d}" for i in range(8)]
@@ -39,7 +39,7 @@ def _world() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalAzureStack]:
     yield from _running(_world(), discrete=True)
 
 
@@ -62,7 +62,7 @@ def _times(value: Any) -> list[str]:
     return found
 
 
-def test_preparation_runs_ahead_of_the_slots_while_the_cap_holds_in_azure(stack: LocalStack) -> None:
+def test_preparation_runs_ahead_of_the_slots_while_the_cap_holds_in_azure(stack: LocalAzureStack) -> None:
     rollout_id = _post(
         stack, "cmk/rollouts", {"accounts": [_id(n) for n in NAMES], "keyUri": KEY, "maxConcurrency": CAP}
     )["id"]

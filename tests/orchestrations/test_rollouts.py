@@ -16,7 +16,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUBS = [
     "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d",
@@ -53,24 +53,24 @@ def _world() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalAzureStack]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
         # The key vault lives in the first subscription; the others find it through this setting.
         settings = {"CMK_KEY_VAULT_SUBSCRIPTIONS": json.dumps([SUBS[0]])}
-        with LocalStack(_world(), time_scale=1500, settings=settings) as running:
+        with LocalAzureStack(_world(), time_scale=1500, settings=settings) as running:
             yield running
 
 
-def _start(stack: LocalStack, body: dict[str, Any]) -> str:
+def _start(stack: LocalAzureStack, body: dict[str, Any]) -> str:
     response = requests.post(f"{stack.host_url}/api/cmk/rollouts", json=body, timeout=60)
     assert response.status_code == 202, response.text
     instance_id: str = response.json()["id"]
     return instance_id
 
 
-def _finish(stack: LocalStack, instance_id: str, timeout: float = 300) -> dict[str, Any]:
+def _finish(stack: LocalAzureStack, instance_id: str, timeout: float = 300) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     seen_running = False
     while True:
@@ -87,7 +87,7 @@ def _finish(stack: LocalStack, instance_id: str, timeout: float = 300) -> dict[s
 POLICY = {"default": DEFAULT_KEY, "bySubscription": {SUBS[0]: SUB0_KEY}, "accountTag": "cmk-key-uri"}
 
 
-def test_a_rollout_reports_every_account_keeps_its_caps_and_survives_a_failure(stack: LocalStack) -> None:
+def test_a_rollout_reports_every_account_keeps_its_caps_and_survives_a_failure(stack: LocalAzureStack) -> None:
     before = {str(o["id"]) for o in stack.simulator.operations()}
     instance_id = _start(
         stack,
@@ -146,7 +146,7 @@ def test_a_rollout_reports_every_account_keeps_its_caps_and_survives_a_failure(s
     assert {line["accountId"].lower() for line in lines} == expected
 
 
-def test_a_dry_run_plans_the_fleet_without_a_write(stack: LocalStack) -> None:
+def test_a_dry_run_plans_the_fleet_without_a_write(stack: LocalAzureStack) -> None:
     writes_before = len([r for r in stack.simulator.requests() if r["method"] in ("PUT", "PATCH")])
     instance_id = _start(stack, {"scope": {"subscriptions": [SUBS[2]]}, "keyUri": DEFAULT_KEY, "dryRun": True})
     output = _finish(stack, instance_id)["output"]
@@ -156,7 +156,7 @@ def test_a_dry_run_plans_the_fleet_without_a_write(stack: LocalStack) -> None:
     assert writes_after == writes_before
 
 
-def test_accounts_without_a_key_and_missing_accounts_are_reported_not_skipped(stack: LocalStack) -> None:
+def test_accounts_without_a_key_and_missing_accounts_are_reported_not_skipped(stack: LocalAzureStack) -> None:
     ghost = _id(SUBS[0], "ghost")
     named = [_id(SUBS[1], f"acct-{SUBS[1][:4]}-05"), ghost]
     instance_id = _start(
@@ -180,10 +180,10 @@ def test_accounts_without_a_key_and_missing_accounts_are_reported_not_skipped(st
         ({"scope": {"subscriptions": [SUBS[0]]}, "keyPolicy": {"default": "http://x"}}, "InvalidKeyPolicy"),
     ],
 )
-def test_a_bad_rollout_request_is_a_400(stack: LocalStack, body: dict[str, Any], code: str) -> None:
+def test_a_bad_rollout_request_is_a_400(stack: LocalAzureStack, body: dict[str, Any], code: str) -> None:
     response = requests.post(f"{stack.host_url}/api/cmk/rollouts", json=body, timeout=60)
     assert response.status_code == 400 and response.json()["error"]["code"] == code
 
 
-def test_the_report_of_a_running_or_unknown_rollout_is_refused(stack: LocalStack) -> None:
+def test_the_report_of_a_running_or_unknown_rollout_is_refused(stack: LocalAzureStack) -> None:
     assert requests.get(f"{stack.host_url}/api/cmk/rollouts/cmk-rollout-nope/report", timeout=60).status_code == 404

@@ -19,7 +19,7 @@ from sandbox.azure import builders as b
 from sandbox.azure.clouds import as_cloud, cloud_named
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
 from sandbox.demo import DEFAULT_WORLD, run_demo
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 RG = "rg-sovereign"
@@ -34,15 +34,15 @@ def _world(cloud: str) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["AzureUSGovernment", "AzureChinaCloud"])
-def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalAzureStack]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(_world(request.param), time_scale=1500) as running:
+        with LocalAzureStack(_world(request.param), time_scale=1500) as running:
             yield running
 
 
-def _finish(stack: LocalStack, instance_id: str, timeout: float = 240) -> dict[str, Any]:
+def _finish(stack: LocalAzureStack, instance_id: str, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status: dict[str, Any] = requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}", timeout=60).json()
@@ -52,7 +52,7 @@ def _finish(stack: LocalStack, instance_id: str, timeout: float = 240) -> dict[s
         time.sleep(0.2)
 
 
-def test_a_one_account_rollout_in_a_sovereign_cloud_ends_enabled(stack: LocalStack) -> None:
+def test_a_one_account_rollout_in_a_sovereign_cloud_ends_enabled(stack: LocalAzureStack) -> None:
     cloud = cloud_named(stack.simulator.settings.cloud)
     account = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DocumentDB/databaseAccounts/orders"
     key = f"https://kv-sovereign.{cloud.key_vault_suffix}/keys/cosmos-cmk"
@@ -126,7 +126,7 @@ def test_the_demo_reaches_every_predicted_outcome_in_a_sovereign_cloud(
     suffix = cloud_named(name).key_vault_suffix
     assert all(suffix in expectation["keyUri"] for expectation in expectations.values())
     out = io.StringIO()
-    with LocalStack(world, discrete=True) as stack:
+    with LocalAzureStack(world, discrete=True) as stack:
         assert stack.simulator.app_settings()["AZURE_CLOUD"] == name
         exit_code = run_demo(stack, expectations, timeout=300, out=out)
     assert exit_code == 0, out.getvalue()

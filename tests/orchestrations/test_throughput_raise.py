@@ -18,7 +18,7 @@ import requests
 from sandbox.azure import AzureSimulator
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, call
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 from tests.orchestrations.test_restart import _free_port, _serve, _status
 
 SUB = "2d4f6a8c-0e1b-4c3d-9e5f-7a9b1c3d5e7f"
@@ -112,7 +112,9 @@ def clean_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.timeout(300)
 def test_a_raised_account_encrypts_faster_and_ends_with_its_throughput_restored(clean_identity: None) -> None:
-    with LocalStack(_world("tp-raised", "tp-plain", "tp-dry", serverless=("tp-serverless",)), discrete=True) as stack:
+    with LocalAzureStack(
+        _world("tp-raised", "tp-plain", "tp-dry", serverless=("tp-serverless",)), discrete=True
+    ) as stack:
         url, simulator = stack.host_url, stack.simulator
         dry = _output(url, _start(url, "tp-dry", dryRun=True, throughputRaise=RAISE))
         refused = _output(url, _start(url, "tp-serverless", throughputRaise=RAISE))
@@ -173,7 +175,7 @@ def test_a_raised_account_encrypts_faster_and_ends_with_its_throughput_restored(
 def test_a_failed_encryption_still_restores(clean_identity: None) -> None:
     # A document id over 990 bytes that the app's own scan is told not to look for: Azure's scan fails the encryption.
     world = _world("tp-doomed", data={"largestDocumentIdBytes": 1000})
-    with LocalStack(world, discrete=True, settings={"CMK_DOCUMENT_ID_SCAN": "false"}) as stack:
+    with LocalAzureStack(world, discrete=True, settings={"CMK_DOCUMENT_ID_SCAN": "false"}) as stack:
         output = _output(stack.host_url, _start(stack.host_url, "tp-doomed", throughputRaise=RAISE))
         assert output["outcome"] == "Failed" and "document scan for CMK Migration" in output["reason"], output["reason"]
         assert output["throughputRaise"]["status"] == "restored"
@@ -231,7 +233,7 @@ def test_a_stack_killed_between_raise_and_restore_still_restores(tmp_path: Path)
 
 @pytest.mark.timeout(300)
 def test_a_rollout_raises_each_account_right_before_its_key_patch(clean_identity: None) -> None:
-    with LocalStack(_world("tp-fleet-a", "tp-fleet-b"), discrete=True) as stack:
+    with LocalAzureStack(_world("tp-fleet-a", "tp-fleet-b"), discrete=True) as stack:
         url, simulator = stack.host_url, stack.simulator
         body: dict[str, Any] = {
             "accounts": [_account_id("tp-fleet-a"), _account_id("tp-fleet-b")],
@@ -262,7 +264,7 @@ def test_a_rollout_raises_each_account_right_before_its_key_patch(clean_identity
 def test_stopping_at_the_deadline_leaves_the_raise_and_says_what_to_put_back(clean_identity: None) -> None:
     # 40 GiB at 6000 RU/s spare: about 12 simulated hours, past a 2-hour monitor deadline.
     world = _world("tp-long", data={"dataSizeGiB": 40})
-    with LocalStack(world, discrete=True, settings={"CMK_MONITOR_DEADLINE_HOURS": "2"}) as stack:
+    with LocalAzureStack(world, discrete=True, settings={"CMK_MONITOR_DEADLINE_HOURS": "2"}) as stack:
         output = _output(stack.host_url, _start(stack.host_url, "tp-long", throughputRaise=RAISE))
         assert output["outcome"] == "Encrypting", output["reason"]
         report = output["throughputRaise"]

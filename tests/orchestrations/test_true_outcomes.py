@@ -16,7 +16,7 @@ import requests
 
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, key_patches
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalAzureStack
 
 SUB = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 RG = "rg-truth"
@@ -52,7 +52,7 @@ def _world(names: list[str] = NAMES, busy_hours: float = 0) -> dict[str, Any]:
     return b.world(resources, tenant_id=TENANT, account_data={k: v for k, v in data.items() if k in map(_id, names)})
 
 
-def _stack(world: dict[str, Any], **options: Any) -> Iterator[LocalStack]:
+def _stack(world: dict[str, Any], **options: Any) -> Iterator[LocalAzureStack]:
     """Discrete-event time unless `options` say otherwise (`time_scale=`); extra app settings in `settings=`."""
     settings = {"CMK_ACTIVITY_RETRY_SECONDS": "5", **options.pop("settings", {})}
     if "time_scale" not in options:
@@ -60,16 +60,16 @@ def _stack(world: dict[str, Any], **options: Any) -> Iterator[LocalStack]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
-        with LocalStack(world, settings=settings, **options) as running:
+        with LocalAzureStack(world, settings=settings, **options) as running:
             yield running
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack() -> Iterator[LocalAzureStack]:
     yield from _stack(_world())
 
 
-def _start(stack: LocalStack, name: str) -> str:
+def _start(stack: LocalAzureStack, name: str) -> str:
     response = requests.post(
         f"{stack.host_url}/api/cmk/accounts", json={"accountId": _id(name), "keyUri": KEY_URI}, timeout=60
     )
@@ -78,7 +78,7 @@ def _start(stack: LocalStack, name: str) -> str:
     return instance_id
 
 
-def _output(stack: LocalStack, instance_id: str, timeout: float = 240) -> dict[str, Any]:
+def _output(stack: LocalAzureStack, instance_id: str, timeout: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status = requests.get(f"{stack.host_url}/api/cmk/instances/{instance_id}", timeout=60).json()
@@ -90,7 +90,7 @@ def _output(stack: LocalStack, instance_id: str, timeout: float = 240) -> dict[s
         time.sleep(0.05)
 
 
-def _key_operations(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+def _key_operations(stack: LocalAzureStack, name: str) -> list[dict[str, Any]]:
     return [
         operation
         for operation in stack.simulator.operations()
@@ -106,7 +106,7 @@ def _hours(start: str, end: str) -> float:
     return (parse(end) - parse(start)).total_seconds() / 3600
 
 
-def test_a_250_gib_encryption_of_days_ends_enabled_with_default_settings(stack: LocalStack) -> None:
+def test_a_250_gib_encryption_of_days_ends_enabled_with_default_settings(stack: LocalAzureStack) -> None:
     output = _output(stack, _start(stack, "huge"))
     assert output["outcome"] == "Enabled", output["reason"]
     [operation] = _key_operations(stack, "huge")
@@ -121,7 +121,9 @@ def test_a_250_gib_encryption_of_days_ends_enabled_with_default_settings(stack: 
     assert reads_per_hour < 3, reads_per_hour
 
 
-def test_a_monitor_that_stops_at_its_deadline_says_encrypting_and_a_new_request_reattaches(stack: LocalStack) -> None:
+def test_a_monitor_that_stops_at_its_deadline_says_encrypting_and_a_new_request_reattaches(
+    stack: LocalAzureStack,
+) -> None:
     os.environ["CMK_MONITOR_DEADLINE_HOURS"] = "1"
     try:
         first = _output(stack, _start(stack, "reattach"))
@@ -149,7 +151,7 @@ def test_a_monitor_that_stops_at_its_deadline_says_encrypting_and_a_new_request_
     ],
 )
 def test_a_key_patch_whose_reply_is_lost_after_azure_applied_it_ends_enabled_with_one_patch(
-    stack: LocalStack, name: str, fault: dict[str, Any]
+    stack: LocalAzureStack, name: str, fault: dict[str, Any]
 ) -> None:
     stack.simulator.add_fault(
         {
@@ -167,7 +169,7 @@ def test_a_key_patch_whose_reply_is_lost_after_azure_applied_it_ends_enabled_wit
     assert patches[0].get("fault"), "the fault hit the one key PATCH"
 
 
-def test_verification_that_lags_the_operation_by_20_minutes_still_ends_enabled(stack: LocalStack) -> None:
+def test_verification_that_lags_the_operation_by_20_minutes_still_ends_enabled(stack: LocalAzureStack) -> None:
     output = _output(stack, _start(stack, "lagging"))
     assert output["outcome"] == "Enabled", output["reason"]
     assert _hours(output["timings"]["encryptionDoneAt"], output["timings"]["finishedAt"]) >= 1200 / 3600 - 0.01
