@@ -64,7 +64,11 @@ def _times(value: Any) -> list[str]:
 
 def test_preparation_runs_ahead_of_the_slots_while_the_cap_holds_in_azure(stack: LocalAzureStack) -> None:
     rollout_id = _post(
-        stack, "cmk/rollouts", {"accounts": [_id(n) for n in NAMES], "keyUri": KEY, "maxConcurrency": CAP}
+        stack,
+        "cmk/rollouts",
+        # One account ahead per lane (the default is two): then each lane's accounts from its third on can only
+        # prepare while another encrypts, which the overlap count below checks.
+        {"accounts": [_id(n) for n in NAMES], "keyUri": KEY, "maxConcurrency": CAP, "maxPreparing": CAP},
     )["id"]
     report = _report(stack, rollout_id, timeout=300)
     assert {row["outcome"] for row in report["accounts"]} == {"Enabled"}, [
