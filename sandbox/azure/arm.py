@@ -10,7 +10,8 @@ from __future__ import annotations
 from sandbox.azure import (
     authorization,
     authorizer,
-    cosmos,
+    cosmos_accounts,
+    cosmos_operations,
     keyvault,
     monitor,
     resource_graph,
@@ -29,11 +30,12 @@ from sandbox.azure.throttling import ArmThrottle, ResourceGraphQuota
 ROUTE_TABLE = RouteTable.join(
     resource_graph.ROUTES,
     authorization.ROUTES,
-    cosmos.ROUTES,
+    cosmos_accounts.ROUTES,
+    cosmos_operations.ROUTES,
     throughput.ROUTES,
     keyvault.ROUTES,
     monitor.ROUTES,
-    resources.routes(views={ACCOUNT_TYPE: cosmos.account_view}),
+    resources.routes(views={ACCOUNT_TYPE: cosmos_accounts.account_view}),
 )
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sandbox.azure.ids import parse_resource_id
+
+# How Cosmos DB's resource provider ends an error message: the request's activity id and its service version.
+_ACTIVITY_SUFFIX = "\r\nActivityId: {activity}, Microsoft.Azure.Documents.Common/2.14.0"
 
 
 class ArmError(Exception):
@@ -52,3 +56,8 @@ def resource_not_found(resource_id: str) -> ArmError:
 
 def bad_request(message: str, code: str = "BadRequest") -> ArmError:
     return ArmError(400, code, message)
+
+
+def with_activity_id(message: str) -> str:
+    """`message` as Cosmos DB's resource provider words it, followed by a fresh ActivityId line."""
+    return message + _ACTIVITY_SUFFIX.format(activity=uuid.uuid4())

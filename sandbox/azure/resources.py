@@ -13,7 +13,8 @@ from sandbox.azure.messages import Reply, RequestContext
 from sandbox.azure.routing import RouteMatch, RouteTable
 from sandbox.azure.state import CloudState
 
-# The body a GET shows for a stored resource of one type (`cosmos.account_view` for accounts); stored as is otherwise.
+# The body a GET shows for a stored resource of one type (`cosmos_accounts.account_view` for accounts); stored as is
+# otherwise.
 View = Callable[[CloudState, JsonDict, str, str], JsonDict]
 
 _RESOURCE = "/subscriptions/{subscription}[/resourceGroups/{group}]/providers/{namespace}[/{types:path}]"

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sandbox.azure import cosmos, eventgrid
+from sandbox.azure import cosmos_operations, eventgrid
 from sandbox.azure.ids import JsonDict
 from sandbox.azure.persistence import StateStore
 from sandbox.azure.server import SimulatorServer
@@ -62,8 +62,8 @@ class AzureSimulator:
         state = self.state
         # Cross-service effects, explicit: Cosmos DB applies its finished operations and timers; a resource write
         # raises its Event Grid event.
-        state.operations.on_complete = lambda operation: cosmos.complete_operation(state, operation)
-        state.operations.on_timer = lambda timer: cosmos.fire_timer(state, timer)
+        state.operations.on_complete = lambda operation: cosmos_operations.complete_operation(state, operation)
+        state.operations.on_timer = lambda timer: cosmos_operations.fire_timer(state, timer)
         state.hooks.resource_written = eventgrid.publisher(state)
         self.world = loaded
         self._server = SimulatorServer(self.state, self.tls, port=port, identity_port=identity_port)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sandbox.azure.cosmos import Plan, refuse_if_locked, start_operation
+from sandbox.azure.cosmos_accounts import Plan, refuse_if_locked, start_operation
 from sandbox.azure.errors import bad_request, resource_not_found
 from sandbox.azure.ids import JsonDict
 from sandbox.azure.messages import Reply, RequestContext

@@ -2,9 +2,9 @@
 
 The throughput resources (`.../sqlDatabases/{db}/throughputSettings/default` and the Mongo, Gremlin, Table and
 container equivalents) are stored like any resource; the provider that serves and changes them is
-sandbox/azure/throughput.py. Cosmos DB (sandbox/azure/cosmos.py) reads from here how much throughput was added
-since the world began, because the CMK encryption runs on spare RU/s: what a raise adds is spare, the workload does
-not grow with it. The RU/s each resource had before its first change is the `previous` its first throughput
+sandbox/azure/throughput.py. Cosmos DB (sandbox/azure/cosmos_accounts.py) reads from here how much throughput was
+added since the world began, because the CMK encryption runs on spare RU/s: what a raise adds is spare, the workload
+does not grow with it. The RU/s each resource had before its first change is the `previous` its first throughput
 operation recorded, so the accounting survives a restart with the operation log.
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.azure import AzureSimulator, cosmos, load_world
+from sandbox.azure import AzureSimulator, cosmos_accounts, load_world
 from sandbox.azure.testing import RG, SUB, StandardWorld, call, cosmos_client, key_patches, standard_world
 from sandbox.azure.world import RESERVED_OPERATION_KINDS, WorldError
 
@@ -189,7 +189,12 @@ def test_a_busy_account_must_exist(tmp_path: Path) -> None:
 
 
 def test_reserved_kinds_are_the_simulators_own() -> None:
-    own = {cosmos.KIND_ENABLE_CMK, cosmos.KIND_ROTATE_CMK, cosmos.KIND_SQL_ROLE_ASSIGNMENT, cosmos.KIND_UNCHANGED}
+    own = {
+        cosmos_accounts.KIND_ENABLE_CMK,
+        cosmos_accounts.KIND_ROTATE_CMK,
+        cosmos_accounts.KIND_SQL_ROLE_ASSIGNMENT,
+        cosmos_accounts.KIND_UNCHANGED,
+    }
     assert {kind.lower() for kind in own} == RESERVED_OPERATION_KINDS
 
 

@@ -1,25 +1,24 @@
-"""Microsoft.DocumentDB/databaseAccounts: reads, the asynchronous PATCH, its operation URLs, and CMK enablement.
+"""Microsoft.DocumentDB/databaseAccounts: reads, the asynchronous PATCH and PUT, and CMK enablement.
 
 The behaviours and their sources are listed in sandbox/worlds/README.md ("Behaviour reference"). In short:
 PATCH answers 200 with Azure-AsyncOperation + Location and the *old* body marked `Updating`; the operation
-completes on the simulated clock; enabling CMK runs an encryption whose length follows the data size and spare
-RU/s, during which every other write is refused; a doomed enablement fails asynchronously with the reason.
+completes on the simulated clock (sandbox/azure/cosmos_operations.py serves its URLs and applies it); enabling CMK
+runs an encryption whose length follows the data size and spare RU/s, during which every other write is refused; a
+doomed enablement fails asynchronously with the reason. The account's identities are sandbox/azure/cosmos_identity.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.azure.cosmos_documents import document_endpoint, largest_document_id
-from sandbox.azure.errors import ArmError, bad_request, resource_not_found
+from sandbox.azure.cosmos_identity import check_default_identity, default_identity_principal, resolve_identity
+from sandbox.azure.errors import ArmError, bad_request, resource_not_found, with_activity_id
 from sandbox.azure.ids import (
     ACCOUNT_SERVICE_TYPE,
-    IDENTITY_TYPE,
     JsonDict,
     id_key,
     parse_key_uri,
@@ -34,35 +33,10 @@ from sandbox.azure.resources import get_resource
 from sandbox.azure.routing import RouteMatch, RouteTable
 from sandbox.azure.state import CloudState
 from sandbox.azure.throughput_model import KIND_THROUGHPUT, raised_ru_per_second
-from sandbox.azure.vault_store import current_key_version, find_key, find_vault
 
-# The operation name of the resource events an account write raises (the request's action is in action_table.py).
-ACTION_WRITE = "Microsoft.DocumentDB/databaseAccounts/write"
-
-READ_ONLY_PROPERTIES = frozenset(
-    {
-        "provisioningState",
-        "documentEndpoint",
-        "databaseAccountOfferType",
-        "writeLocations",
-        "readLocations",
-        "failoverPolicies",
-        "privateEndpointConnections",
-        "instanceId",
-        "keysMetadata",
-        "keyVaultKeyUriVersion",
-        "customerManagedKeyStatus",
-    }
-)
 PREVIEW_ONLY_PROPERTIES = ("enableMaterializedViews", "enableAllVersionsAndDeletesChangeFeed")
-CMK_CONFIRMED = "Access to the configured customer managed key confirmed."
 CMK_MIXED_MESSAGE = "Cannot update Customer Managed Key settings and other properties at the same time."
 MAX_ENCRYPTED_ID_BYTES = 990
-DEFAULT_IDENTITY_FORMAT_MESSAGE = (
-    "The given default identity for {name} is not valid. The format for the default identity is not valid, please "
-    "use 'FirstPartyIdentity'/'SystemAssignedIdentity'/'UserAssignedIdentity=<UA_resource_id>'"
-)
-_ACTIVITY_SUFFIX = "\r\nActivityId: {activity}, Microsoft.Azure.Documents.Common/2.14.0"
 
 KIND_ENABLE_CMK = "enableCustomerManagedKey"
 KIND_ROTATE_CMK = "rotateCustomerManagedKey"
@@ -70,23 +44,12 @@ KIND_UNCHANGED = "unchanged"
 KIND_IDENTITY = "identity"
 KIND_UPDATE = "update"
 KIND_SQL_ROLE_ASSIGNMENT = "sqlRoleAssignment"
-TIMER_CONFIRM_KEY_STATUS = "confirmCustomerManagedKeyStatus"
-ACTION_SQL_ROLE_ASSIGNMENT_WRITE = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 ROUTES = RouteTable()
-_ACCOUNT = (
+ACCOUNT_TEMPLATE = (
     "/subscriptions/{subscription}[/resourceGroups/{group}]/providers/Microsoft.DocumentDB/databaseAccounts/{account}"
 )
-
-_DEFAULT_IDENTITY = re.compile(
-    r"^(?:(?P<first>FirstPartyIdentity)|(?P<system>SystemAssignedIdentity)|"
-    r"UserAssignedIdentity=(?P<user>/subscriptions/[^&]+)(?:&FederatedClientId=(?P<federated>[0-9a-fA-F-]{36}))?)$"
-)
-
-
-def _with_activity(message: str) -> str:
-    return message + _ACTIVITY_SUFFIX.format(activity=uuid.uuid4())
 
 
 def is_preview(api_version: str) -> bool:
@@ -113,167 +76,16 @@ def account_view(state: CloudState, body: JsonDict, api_version: str, base_url: 
     return view
 
 
-@ROUTES.route("GET", _ACCOUNT)
+@ROUTES.route("GET", ACCOUNT_TEMPLATE)
 def get_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
-    return _account_reply(state, context, match.path)
+    return account_reply(state, context, match.path)
 
 
-def _account_reply(state: CloudState, context: RequestContext, account_id: str) -> Reply:
+def account_reply(state: CloudState, context: RequestContext, account_id: str) -> Reply:
     account = state.resources.get(account_id)
     if account is None:
         raise resource_not_found(account_id)
     return Reply(200, account_view(state, account, context.api_version, context.base_url))
-
-
-# ----------------------------------------------------------------------------- identity helpers
-
-
-def _identity_types(type_value: Any) -> set[str]:
-    if type_value is None:
-        return set()
-    return {part.strip().lower() for part in str(type_value).split(",") if part.strip()}
-
-
-def _find_case_insensitive(mapping: JsonDict, key: str) -> str | None:
-    for candidate in mapping:
-        if id_key(candidate) == id_key(key):
-            return candidate
-    return None
-
-
-def resolve_identity(state: CloudState, account: JsonDict, patch_identity: Any, *, final: bool) -> JsonDict:
-    """The account identity after applying `patch_identity`; raises 400 for what ARM refuses.
-
-    With `final=False` (validation at PATCH time) a new system identity has no principal yet.
-    """
-    if not isinstance(patch_identity, dict):
-        raise bad_request("The 'identity' property must be an object.")
-    current: JsonDict = account.get("identity") or {"type": "None"}
-    current_types = _identity_types(current.get("type"))
-    requested_types = (
-        _identity_types(patch_identity["type"]) if patch_identity.get("type") is not None else set(current_types)
-    )
-    allowed = {"systemassigned", "userassigned", "none"}
-    if not requested_types <= allowed or ("none" in requested_types and len(requested_types) > 1):
-        raise bad_request(
-            f"The identity type '{patch_identity.get('type')}' is not valid. Use 'SystemAssigned', 'UserAssigned', "
-            "'SystemAssigned,UserAssigned' or 'None'."
-        )
-    patch_users = patch_identity.get("userAssignedIdentities") or {}
-    if not isinstance(patch_users, dict):
-        raise bad_request("'identity.userAssignedIdentities' must map identity resource ids to {}.")
-    if requested_types in (set(), {"none"}):
-        return {"type": "None"}
-    result: JsonDict = {}
-    if "systemassigned" in requested_types:
-        if "systemassigned" in current_types and current.get("principalId"):
-            result["principalId"] = current["principalId"]
-            result["tenantId"] = current.get("tenantId", state.tenant_id)
-        else:
-            result["principalId"] = str(uuid.uuid4()) if final else None
-            result["tenantId"] = state.tenant_id
-    if "userassigned" in requested_types:
-        users: JsonDict = dict(current.get("userAssignedIdentities") or {}) if "userassigned" in current_types else {}
-        for identity_id, value in patch_users.items():
-            existing = _find_case_insensitive(users, identity_id)
-            if value is None:
-                if existing is not None:
-                    users.pop(existing)
-                continue
-            uami = state.resources.get(identity_id)
-            if uami is None or str(uami.get("type", "")).lower() != IDENTITY_TYPE:
-                raise bad_request(
-                    f"The user assigned identity '{identity_id}' of account '{account['name']}' was not found. "
-                    "Create it or check the resource id.",
-                    "FailedIdentityOperation",
-                )
-            uami_properties = uami.get("properties") or {}
-            if existing is not None:
-                users.pop(existing)
-            users[identity_id] = {
-                "principalId": uami_properties.get("principalId"),
-                "clientId": uami_properties.get("clientId"),
-            }
-        if not users:
-            raise bad_request("Identity type 'UserAssigned' requires at least one entry in userAssignedIdentities.")
-        result["userAssignedIdentities"] = users
-    elif patch_users and any(value is not None for value in patch_users.values()):
-        raise bad_request("userAssignedIdentities can only be given with identity type 'UserAssigned'.")
-    type_names = []
-    if "systemassigned" in requested_types:
-        type_names.append("SystemAssigned")
-    if "userassigned" in requested_types:
-        type_names.append("UserAssigned")
-    return {"type": ",".join(type_names), **result}
-
-
-@dataclass(frozen=True)
-class DefaultIdentity:
-    kind: str  # FirstParty | SystemAssigned | UserAssigned
-    user_assigned_id: str | None = None
-
-
-def parse_default_identity(value: Any, account_name: str) -> DefaultIdentity:
-    match = _DEFAULT_IDENTITY.match(str(value)) if isinstance(value, str) else None
-    if match is None:
-        raise bad_request(_with_activity(DEFAULT_IDENTITY_FORMAT_MESSAGE.format(name=account_name)))
-    if match.group("first"):
-        return DefaultIdentity("FirstParty")
-    if match.group("system"):
-        return DefaultIdentity("SystemAssigned")
-    return DefaultIdentity("UserAssigned", match.group("user"))
-
-
-def default_identity_principal(
-    state: CloudState, account: JsonDict, identity: JsonDict | None = None
-) -> tuple[str | None, str]:
-    """(principal object id, label) of the account's default identity; principal None if it does not resolve."""
-    properties = account.get("properties") or {}
-    value = properties.get("defaultIdentity") or "FirstPartyIdentity"
-    identity = identity if identity is not None else (account.get("identity") or {})
-    try:
-        parsed = parse_default_identity(value, str(account.get("name", "")))
-    except ArmError:
-        return None, f"'{value}'"
-    if parsed.kind == "FirstParty":
-        return state.settings.first_party_principal_id, "'FirstPartyIdentity' (the Azure Cosmos DB first-party app)"
-    if parsed.kind == "SystemAssigned":
-        if "systemassigned" not in _identity_types(identity.get("type")):
-            return None, "'SystemAssignedIdentity'"
-        principal = identity.get("principalId")
-        return (str(principal) if principal else None), "'SystemAssignedIdentity'"
-    users: JsonDict = identity.get("userAssignedIdentities") or {}
-    found = _find_case_insensitive(users, parsed.user_assigned_id or "")
-    label = f"'UserAssignedIdentity={parsed.user_assigned_id}'"
-    if found is None:
-        return None, label
-    principal = (users[found] or {}).get("principalId")
-    return (str(principal) if principal else None), label
-
-
-def _check_default_identity(
-    state: CloudState, account: JsonDict, value: Any, resulting_identity: JsonDict
-) -> DefaultIdentity:
-    name = str(account.get("name", ""))
-    parsed = parse_default_identity(value, name)
-    types = _identity_types(resulting_identity.get("type"))
-    if parsed.kind == "SystemAssigned" and "systemassigned" not in types:
-        raise bad_request(
-            _with_activity(
-                f"The given default identity for {name} is not valid. 'SystemAssignedIdentity' requires the account "
-                "to have a system assigned identity."
-            )
-        )
-    if parsed.kind == "UserAssigned":
-        users: JsonDict = resulting_identity.get("userAssignedIdentities") or {}
-        if "userassigned" not in types or _find_case_insensitive(users, parsed.user_assigned_id or "") is None:
-            raise bad_request(
-                _with_activity(
-                    f"The given default identity for {name} is not valid. The user assigned identity "
-                    f"'{parsed.user_assigned_id}' is not assigned to the account."
-                )
-            )
-    return parsed
 
 
 # ----------------------------------------------------------------------------- writes
@@ -300,7 +112,7 @@ def refuse_if_locked(state: CloudState, account: JsonDict) -> None:
         raise ArmError(
             409,
             "Conflict",
-            _with_activity(
+            with_activity_id(
                 f"Operation on account '{account['name']}' is not allowed while the customer-managed key encryption "
                 f"of its existing data is in progress (operation {running.id}, started {iso(running.start)}). "
                 "Control-plane changes are unblocked once the encryption completes."
@@ -309,14 +121,14 @@ def refuse_if_locked(state: CloudState, account: JsonDict) -> None:
     raise ArmError(
         412,
         "PreconditionFailed",
-        _with_activity(
+        with_activity_id(
             f"There is another user operation in progress which requires an exclusive lock on [{account['name']}]. "
             "Please retry after sometime."
         ),
     )
 
 
-@ROUTES.route("PATCH", _ACCOUNT)
+@ROUTES.route("PATCH", ACCOUNT_TEMPLATE)
 def patch_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     account_id = match.path
     account = state.resources.get(account_id)
@@ -336,7 +148,7 @@ def patch_account(state: CloudState, context: RequestContext, match: RouteMatch)
     return start_operation(state, context, account, plan, body)
 
 
-@ROUTES.route("PUT", _ACCOUNT)
+@ROUTES.route("PUT", ACCOUNT_TEMPLATE)
 def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """CreateOrUpdate on an existing account: a full-body update (account creation is not simulated)."""
     account_id = match.path
@@ -357,7 +169,7 @@ def put_account(state: CloudState, context: RequestContext, match: RouteMatch) -
     )
     if changes_key:
         # A PUT always carries the other properties too.
-        raise bad_request(_with_activity(CMK_MIXED_MESSAGE))
+        raise bad_request(with_activity_id(CMK_MIXED_MESSAGE))
     update = {key: value for key, value in body.items() if key in ("tags", "identity", "properties")}
     update["properties"] = {key: value for key, value in body["properties"].items() if key != "keyVaultKeyUri"}
     plan = _plan_update(state, account, update)
@@ -369,14 +181,14 @@ def _plan_key_change(state: CloudState, account: JsonDict, body: JsonDict) -> Pl
     mixed = [key for key, value in properties.items() if key != "keyVaultKeyUri" and not _is_empty(value)]
     mixed += [key for key in ("identity", "tags", "location", "kind") if not _is_empty(body.get(key))]
     if mixed:
-        raise bad_request(_with_activity(CMK_MIXED_MESSAGE))
+        raise bad_request(with_activity_id(CMK_MIXED_MESSAGE))
     settings = state.settings
     sent = properties["keyVaultKeyUri"]
     current = (account.get("properties") or {}).get("keyVaultKeyUri")
     if _is_empty(sent):
         if not _is_empty(current):
             raise bad_request(
-                _with_activity(
+                with_activity_id(
                     f"Customer managed key encryption cannot be disabled on account '{account['name']}' once it is "
                     "enabled; keyVaultKeyUri cannot be removed."
                 )
@@ -384,7 +196,7 @@ def _plan_key_change(state: CloudState, account: JsonDict, body: JsonDict) -> Pl
         return Plan(KIND_UNCHANGED, settings.unchanged_operation_seconds, "Succeeded", None)
     if not isinstance(sent, str) or parse_key_uri(sent) is None:
         raise bad_request(
-            _with_activity(
+            with_activity_id(
                 f"The provided key vault key uri '{sent}' is invalid; expected "
                 "https://<vault-name>.vault.azure.net/keys/<key-name>."
             )
@@ -520,11 +332,11 @@ def _plan_update(state: CloudState, account: JsonDict, body: JsonDict) -> Plan:
     effective_default = new_default if new_default is not None else current_default
     if new_default is not None or resulting_identity is not current_identity:
         try:
-            _check_default_identity(state, account, effective_default, resulting_identity)
+            check_default_identity(state, account, effective_default, resulting_identity)
         except ArmError as error:
             if new_default is None:
                 raise bad_request(
-                    _with_activity(
+                    with_activity_id(
                         f"The identity change of account '{account['name']}' would remove its default identity "
                         f"'{effective_default}'; change the default identity first."
                     )
@@ -538,7 +350,7 @@ def _plan_update(state: CloudState, account: JsonDict, body: JsonDict) -> Plan:
         problem = key_problem(state, key_uri, principal, label)
         if problem is not None:
             raise bad_request(
-                _with_activity(
+                with_activity_id(
                     f"The default identity of account '{account['name']}' stays unchanged: the new default identity "
                     f"failed Key Vault access validation. {problem.message}"
                 )
@@ -549,7 +361,7 @@ def _plan_update(state: CloudState, account: JsonDict, body: JsonDict) -> Plan:
     return Plan(kind, duration, "Succeeded", None)
 
 
-@ROUTES.route("PUT", _ACCOUNT + "/sqlRoleAssignments/{assignment}")
+@ROUTES.route("PUT", ACCOUNT_TEMPLATE + "/sqlRoleAssignments/{assignment}")
 def put_sql_role_assignment(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
     """Data-plane role assignment: an asynchronous account operation (202), holding the account's lock."""
     assignment_id = match.path
@@ -584,6 +396,12 @@ def put_sql_role_assignment(state: CloudState, context: RequestContext, match: R
     return Reply(202, None, headers=reply.headers, empty=True)
 
 
+ROUTES.add("GET", ACCOUNT_TEMPLATE + "/sqlRoleAssignments/{assignment}", get_resource)
+
+
+# ----------------------------------------------------------------------------- starting an operation
+
+
 def start_operation(state: CloudState, context: RequestContext, account: JsonDict, plan: Plan, body: JsonDict) -> Reply:
     now = state.now()
     end = now + plan.duration
@@ -614,6 +432,7 @@ def start_operation(state: CloudState, context: RequestContext, account: JsonDic
 
 
 def _async_headers(state: CloudState, context: RequestContext, operation: Operation) -> dict[str, str]:
+    """The operation's two URLs, which sandbox/azure/cosmos_operations.py serves."""
     base = context.base_url
     api_version = context.api_version
     headers = {
@@ -626,170 +445,3 @@ def _async_headers(state: CloudState, context: RequestContext, operation: Operat
     if state.settings.async_retry_after_seconds:
         headers["Retry-After"] = str(state.settings.async_retry_after_seconds)
     return headers
-
-
-# ----------------------------------------------------------------------------- operation URLs
-
-
-def _visible_operation(state: CloudState, context: RequestContext, operation_id: str) -> Operation:
-    operation = state.operations.get(operation_id)
-    # RPC: the RP validates that the caller is the identity that started the operation; others get a 404 so that
-    # operation ids do not leak across principals.
-    if operation is None or operation.requested_by.lower() != context.principal_id.lower():
-        raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
-    return operation
-
-
-ROUTES.add("GET", _ACCOUNT + "/sqlRoleAssignments/{assignment}", get_resource)
-
-
-@ROUTES.route(
-    "GET",
-    "/subscriptions/{subscription}/providers/Microsoft.DocumentDB/locations/{region}/operationsStatus/{operation}",
-)
-def operation_status(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
-    """The Azure-AsyncOperation URL: subscription-scoped, as Cosmos DB's is."""
-    subscription_id, region, operation_id = match["subscription"], match["region"], match["operation"]
-    operation = _visible_operation(state, context, operation_id)
-    if operation.subscription_id.lower() != subscription_id.lower() or operation.region != region.lower():
-        raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
-    now = state.now()
-    if operation.running:
-        status = "Dequeued" if now - operation.start < state.settings.dequeued_seconds else "InProgress"
-    else:
-        status = operation.status
-    body: JsonDict = {"status": status}
-    if state.settings.operation_status_detail:
-        span = max(operation.end - operation.start, 1e-9)
-        body = {
-            "id": context.path,
-            "name": operation.id,
-            "status": status,
-            "startTime": iso(operation.start),
-            **({"endTime": iso(operation.completed_at)} if operation.completed_at is not None else {}),
-            "percentComplete": 100.0
-            if not operation.running
-            else round(min(99.0, (now - operation.start) / span * 100), 1),
-        }
-    if operation.status == "Failed" and operation.error is not None:
-        body["error"] = operation.error
-    headers = {}
-    if operation.running and state.settings.async_retry_after_seconds:
-        headers["Retry-After"] = str(state.settings.async_retry_after_seconds)
-    return Reply(200, body, headers=headers)
-
-
-@ROUTES.route("GET", _ACCOUNT + "/operationResults/{operation}")
-def operation_result(state: CloudState, context: RequestContext, match: RouteMatch) -> Reply:
-    """The Location URL: 202 while the operation runs, then the account (or the operation's error)."""
-    account_id, operation_id = "/".join(match.path.split("/")[:-2]), match["operation"]
-    operation = _visible_operation(state, context, operation_id)
-    if id_key(operation.account_id) != id_key(account_id):
-        raise ArmError(404, "NotFound", f"The operation '{operation_id}' was not found.")
-    if operation.running:
-        headers = {"Location": f"{context.base_url}{context.path}?api-version={context.api_version}"}
-        if state.settings.async_retry_after_seconds:
-            headers["Retry-After"] = str(state.settings.async_retry_after_seconds)
-        return Reply(202, None, headers=headers, empty=True)
-    if operation.status == "Failed":
-        error = operation.error or {"code": "InternalServerError", "message": "The operation failed."}
-        status = 500 if error.get("code") == "InternalServerError" else 400
-        raise ArmError(status, str(error.get("code")), str(error.get("message")), details=error.get("details"))
-    return _account_reply(state, context, account_id)
-
-
-# ----------------------------------------------------------------------------- completion
-
-
-def complete_operation(state: CloudState, operation: Operation) -> None:
-    """Apply a finished operation to the account (on success) and raise its ARM event."""
-    account = state.resources.get(operation.account_id)
-    if account is None:
-        return
-    resource_id, action = str(account["id"]), ACTION_WRITE
-    if operation.kind == KIND_SQL_ROLE_ASSIGNMENT:
-        resource_id, action = str(operation.changes["id"]), ACTION_SQL_ROLE_ASSIGNMENT_WRITE
-        if operation.outcome == "Succeeded":
-            state.resources.put(copy.deepcopy(operation.changes))
-    elif operation.kind == KIND_THROUGHPUT:
-        changed = operation.changes["body"]
-        resource_id, action = str(changed["id"]), f"{changed['type']}/write"
-        if operation.outcome == "Succeeded":
-            state.resources.put(copy.deepcopy(changed))
-    elif operation.outcome == "Succeeded":
-        state.resources.put(_apply(state, account, operation))
-    state.hooks.resource_written(
-        None,
-        resource_id,
-        action,
-        operation.outcome,
-        claims=operation.requested_by_claims,
-        http_method=operation.request_method,
-        http_url=operation.request_url,
-    )
-
-
-def _apply(state: CloudState, account: JsonDict, operation: Operation) -> JsonDict:
-    updated = copy.deepcopy(account)
-    properties: JsonDict = updated.setdefault("properties", {})
-    changes = operation.changes
-    if operation.kind in (KIND_ENABLE_CMK, KIND_ROTATE_CMK):
-        sent = str(changes["properties"]["keyVaultKeyUri"])
-        properties["keyVaultKeyUri"] = sent
-        parsed = parse_key_uri(sent)
-        vault = find_vault(state.resources, parsed.vault_name) if parsed is not None else None
-        key = find_key(state.resources, vault, parsed.key_name) if vault is not None and parsed is not None else None
-        version = parsed.version if parsed is not None and parsed.version else None
-        properties["keyVaultKeyUriVersion"] = version or (current_key_version(key) if key is not None else None)
-        lag = _key_status_lag(state, operation)
-        if lag > 0:
-            # The encryption has succeeded, but the account does not confirm the key yet (see keyStatusLagSeconds).
-            properties.pop("customerManagedKeyStatus", None)
-            state.operations.add_timer(
-                {
-                    "id": f"{TIMER_CONFIRM_KEY_STATUS}/{operation.id}",
-                    "kind": TIMER_CONFIRM_KEY_STATUS,
-                    "dueAt": (operation.completed_at or operation.end) + lag,
-                    "accountId": operation.account_id,
-                    "keyUri": sent,
-                }
-            )
-        else:
-            properties["customerManagedKeyStatus"] = CMK_CONFIRMED
-        return updated
-    if operation.kind == KIND_UNCHANGED:
-        return updated
-    if "tags" in changes and changes["tags"] is not None:
-        updated["tags"] = copy.deepcopy(changes["tags"])
-    if "identity" in changes and changes["identity"] is not None:
-        # If a user-assigned identity vanished mid-operation, the identity stays as it was.
-        with contextlib.suppress(ArmError):
-            updated["identity"] = resolve_identity(state, account, changes["identity"], final=True)
-    for name, value in (changes.get("properties") or {}).items():
-        if name not in READ_ONLY_PROPERTIES:  # ARM ignores read-only properties in a PATCH body
-            properties[name] = copy.deepcopy(value)
-    return updated
-
-
-def _key_status_lag(state: CloudState, operation: Operation) -> float:
-    if operation.kind != KIND_ENABLE_CMK:
-        return 0.0
-    facts = state.accounts.facts(operation.account_id)
-    if facts.key_status_lag_seconds is not None:
-        return facts.key_status_lag_seconds
-    return state.settings.encryption.key_status_lag_seconds
-
-
-def fire_timer(state: CloudState, timer: JsonDict) -> None:
-    """A timer set by this module fell due: the account now confirms the key it was enabled with."""
-    if timer.get("kind") != TIMER_CONFIRM_KEY_STATUS:
-        return
-    account = state.resources.get(str(timer["accountId"]))
-    if account is None:
-        return
-    current = (account.get("properties") or {}).get("keyVaultKeyUri")
-    if not isinstance(current, str) or not same_key_uri(current, str(timer["keyUri"])):
-        return  # the key changed meanwhile (a rotation sets its own status)
-    updated = copy.deepcopy(account)
-    updated.setdefault("properties", {})["customerManagedKeyStatus"] = CMK_CONFIRMED
-    state.resources.put(updated)
