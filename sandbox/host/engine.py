@@ -3,9 +3,9 @@
 An instance with pending messages gets an *episode*, exactly as DTFx builds one:
 `[OrchestratorStarted, <new messages>, <decisions>, OrchestratorCompleted]`. The orchestrator function is called
 once per episode through the real SDK entry point with the context JSON the extension sends; its OrchestratorState
-is then replayed through the `OutOfProcOrchestrationShim` emulation (`shim.py`) over the whole history to find
-the episode's new decisions. The episode commits in one transaction: history, consumed messages, status, activity
-work items, timers, child instances and the message for a parent.
+is then replayed through the `OutOfProcOrchestrationShim` emulation (`orchestration_replay.py`) over the whole
+history to find the episode's new decisions. The episode commits in one transaction: history, consumed messages,
+status, activity work items, timers, child instances and the message for a parent.
 
 Threads: the event loop runs the dispatchers; orchestrator episodes and sync functions run in the worker thread
 pool (the Python worker's pool); every database call runs on one dedicated thread that owns the connection.
@@ -37,7 +37,7 @@ from sandbox.host.app_loader import FunctionRegistry
 from sandbox.host.config import HostConfig
 from sandbox.host.history import TERMINAL_STATUSES, EventType, HistoryEvent, HistoryRow, OrchestrationStatus
 from sandbox.host.invoker import FunctionFailedError, FunctionInvoker
-from sandbox.host.shim import (
+from sandbox.host.orchestration_replay import (
     Completed,
     ContinuedAsNew,
     CreateSubOrchestrationDecision,

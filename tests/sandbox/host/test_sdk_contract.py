@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from sandbox.host.shim import REPRODUCED_SDK_VERSION
+from sandbox.host.orchestration_replay import REPRODUCED_SDK_VERSION
 
 
 def test_the_installed_durable_sdk_is_the_release_the_host_reproduces() -> None:
     installed = version("azure-functions-durable")
     assert installed == REPRODUCED_SDK_VERSION, (
-        f"azure-functions-durable {installed} is installed, but sandbox/host/shim.py reproduces "
+        f"azure-functions-durable {installed} is installed, but sandbox/host/orchestration_replay.py reproduces "
         f"{REPRODUCED_SDK_VERSION}: re-read the SDK's orchestrator protocol, re-check the shim, then move both pins"
     )
