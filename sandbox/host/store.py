@@ -356,6 +356,8 @@ class TaskHubStore:
         return row is not None
 
     def commit_episode(self, commit: EpisodeCommit) -> CommitResult:
+        """Write one episode in one transaction: its messages consumed, its history appended, the instance updated
+        (a continue-as-new starts the next execution), its activities, timers, children and messages queued."""
         result = CommitResult()
         with _Transaction(self._db):
             instance = self.get_instance(commit.instance_id)
@@ -364,131 +366,177 @@ class TaskHubStore:
             self._db.execute(
                 "DELETE FROM messages WHERE instance_id = ? AND seq <= ?", (commit.instance_id, commit.consumed_seq)
             )
-            seq = instance.history_events
-            for event in commit.events:
-                row = event.row()
-                self._db.execute(
-                    "INSERT INTO history (instance_id, execution_id, seq, event_type, event_id, reference_id, name, "
-                    "timestamp, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        commit.instance_id,
-                        commit.execution_id,
-                        seq,
-                        row.event_type,
-                        row.event_id,
-                        row.reference_id,
-                        row.name,
-                        row.timestamp,
-                        event.to_json(is_played=True),
-                    ),
-                )
-                seq += 1
-            history_events = seq
-            status = commit.status if commit.status is not None else instance.status
-            output = commit.output if commit.set_output else instance.output
-            custom_status = commit.custom_status if commit.set_custom_status else instance.custom_status
-            diagnostics = instance.diagnostics + [d for d in commit.diagnostics if d not in instance.diagnostics]
-            episodes = instance.episodes
-            replayed = instance.replayed_events
+            history_length = self._append_history(commit, instance.history_events)
             if commit.episode_history_events is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO episodes (instance_id, ordinal, execution_id, history_events, "
-                    "cpu_seconds, host_seconds, started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        commit.instance_id,
-                        episodes,
-                        commit.execution_id,
-                        commit.episode_history_events,
-                        commit.cpu_seconds,
-                        commit.host_seconds,
-                        commit.now,
-                    ),
-                )
-                episodes += 1
-                replayed += commit.episode_history_events
-            execution_id = commit.execution_id
-            raw_input = instance.raw_input
-            executions = instance.executions
+                self._record_episode(commit, instance.episodes, commit.episode_history_events)
             if commit.continue_as_new is not None:
-                new = commit.continue_as_new
-                execution_id, raw_input = new.execution_id, new.raw_input
-                history_events = 0
-                status = OrchestrationStatus.Running
-                self._db.execute(
-                    "INSERT INTO executions (instance_id, ordinal, execution_id, started) VALUES (?, ?, ?, ?)",
-                    (commit.instance_id, executions, execution_id, commit.now),
-                )
-                executions += 1
-                self._insert_message(commit.instance_id, execution_id, new.started_event)
-            self._db.execute(
-                "UPDATE instances SET execution_id = ?, status = ?, input = ?, output = ?, custom_status = ?, "
-                "last_updated_time = ?, executions = ?, episodes = ?, history_events = ?, "
-                "max_history_events = MAX(max_history_events, ?), replayed_events = ?, "
-                "orchestrator_cpu = orchestrator_cpu + ?, diagnostics = ? WHERE instance_id = ?",
-                (
-                    execution_id,
-                    int(status),
-                    raw_input,
-                    output,
-                    custom_status,
-                    commit.now,
-                    executions,
-                    episodes,
-                    history_events,
-                    seq,
-                    replayed,
-                    commit.cpu_seconds,
-                    json.dumps(diagnostics) if diagnostics else None,
-                    commit.instance_id,
-                ),
-            )
-            for item in commit.work_items:
-                cursor = self._db.execute(
-                    "INSERT INTO work_items (instance_id, execution_id, task_id, name, input) VALUES (?, ?, ?, ?, ?)",
-                    (commit.instance_id, commit.execution_id, item.task_id, item.name, item.input_text),
-                )
-                result.work_items.append(
-                    WorkItem(
-                        int(cursor.lastrowid or 0),
-                        commit.instance_id,
-                        commit.execution_id,
-                        item.task_id,
-                        item.name,
-                        item.input_text,
-                    )
-                )
-            for timer in commit.timers:
-                cursor = self._db.execute(
-                    "INSERT INTO timers (instance_id, execution_id, fire_at, event) VALUES (?, ?, ?, ?)",
-                    (commit.instance_id, commit.execution_id, timer.fire_at, timer.event.to_message()),
-                )
-                result.timers.append(DueTimer(int(cursor.lastrowid or 0), commit.instance_id, timer.fire_at))
-            for child in commit.children:
-                existing = self.get_instance(child.instance_id)
-                if existing is not None and not existing.is_terminal:
-                    result.skipped_children.append(child.instance_id)
-                    continue
-                record = InstanceRecord(
-                    child.instance_id,
-                    child.name,
-                    child.execution_id,
-                    OrchestrationStatus.Pending,
-                    child.raw_input,
-                    None,
-                    None,
-                    commit.now,
-                    commit.now,
-                    child.parent,
-                )
-                self._write_new_instance(record, child.started_event, existing)
-                result.ready_instances.append(child.instance_id)
-            for message in commit.outgoing:
-                if self.get_instance(message.instance_id) is not None:
-                    self._insert_message(message.instance_id, message.execution_id, message.event)
-                    result.ready_instances.append(message.instance_id)
+                self._start_next_execution(commit, instance.executions, commit.continue_as_new)
+            self._update_instance_after_episode(commit, instance, history_length)
+            result.work_items.extend(self._queue_work_items(commit))
+            result.timers.extend(self._queue_timers(commit))
+            self._start_children(commit, result)
+            result.ready_instances.extend(self._send_messages(commit.outgoing))
             if self.has_messages(commit.instance_id):
                 result.ready_instances.append(commit.instance_id)
         return result
+
+    def _append_history(self, commit: EpisodeCommit, first_seq: int) -> int:
+        """Append the episode's events after the `first_seq` stored ones; returns the history's new length."""
+        seq = first_seq
+        for event in commit.events:
+            row = event.row()
+            self._db.execute(
+                "INSERT INTO history (instance_id, execution_id, seq, event_type, event_id, reference_id, name, "
+                "timestamp, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    commit.instance_id,
+                    commit.execution_id,
+                    seq,
+                    row.event_type,
+                    row.event_id,
+                    row.reference_id,
+                    row.name,
+                    row.timestamp,
+                    event.to_json(is_played=True),
+                ),
+            )
+            seq += 1
+        return seq
+
+    def _record_episode(self, commit: EpisodeCommit, ordinal: int, history_events: int) -> None:
+        """The statistics of an episode in which the orchestrator ran (`history_events` replayed)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO episodes (instance_id, ordinal, execution_id, history_events, "
+            "cpu_seconds, host_seconds, started) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                commit.instance_id,
+                ordinal,
+                commit.execution_id,
+                history_events,
+                commit.cpu_seconds,
+                commit.host_seconds,
+                commit.now,
+            ),
+        )
+
+    def _start_next_execution(self, commit: EpisodeCommit, ordinal: int, new: NewExecution) -> None:
+        """Continue-as-new: list the instance's next execution and send it its ExecutionStarted."""
+        self._db.execute(
+            "INSERT INTO executions (instance_id, ordinal, execution_id, started) VALUES (?, ?, ?, ?)",
+            (commit.instance_id, ordinal, new.execution_id, commit.now),
+        )
+        self._insert_message(commit.instance_id, new.execution_id, new.started_event)
+
+    def _update_instance_after_episode(
+        self, commit: EpisodeCommit, instance: InstanceRecord, history_length: int
+    ) -> None:
+        """The instance's row after the episode; after a continue-as-new it runs the next execution, whose
+        history is still empty."""
+        new = commit.continue_as_new
+        if new is None:
+            execution_id, raw_input, executions, history_events = (
+                commit.execution_id,
+                instance.raw_input,
+                instance.executions,
+                history_length,
+            )
+            status = commit.status if commit.status is not None else instance.status
+        else:
+            execution_id, raw_input, executions, history_events = (
+                new.execution_id,
+                new.raw_input,
+                instance.executions + 1,
+                0,
+            )
+            status = OrchestrationStatus.Running
+        episodes, replayed = instance.episodes, instance.replayed_events
+        if commit.episode_history_events is not None:
+            episodes += 1
+            replayed += commit.episode_history_events
+        diagnostics = instance.diagnostics + [d for d in commit.diagnostics if d not in instance.diagnostics]
+        self._db.execute(
+            "UPDATE instances SET execution_id = ?, status = ?, input = ?, output = ?, custom_status = ?, "
+            "last_updated_time = ?, executions = ?, episodes = ?, history_events = ?, "
+            "max_history_events = MAX(max_history_events, ?), replayed_events = ?, "
+            "orchestrator_cpu = orchestrator_cpu + ?, diagnostics = ? WHERE instance_id = ?",
+            (
+                execution_id,
+                int(status),
+                raw_input,
+                commit.output if commit.set_output else instance.output,
+                commit.custom_status if commit.set_custom_status else instance.custom_status,
+                commit.now,
+                executions,
+                episodes,
+                history_events,
+                history_length,
+                replayed,
+                commit.cpu_seconds,
+                json.dumps(diagnostics) if diagnostics else None,
+                commit.instance_id,
+            ),
+        )
+
+    def _queue_work_items(self, commit: EpisodeCommit) -> list[WorkItem]:
+        queued: list[WorkItem] = []
+        for item in commit.work_items:
+            cursor = self._db.execute(
+                "INSERT INTO work_items (instance_id, execution_id, task_id, name, input) VALUES (?, ?, ?, ?, ?)",
+                (commit.instance_id, commit.execution_id, item.task_id, item.name, item.input_text),
+            )
+            queued.append(
+                WorkItem(
+                    int(cursor.lastrowid or 0),
+                    commit.instance_id,
+                    commit.execution_id,
+                    item.task_id,
+                    item.name,
+                    item.input_text,
+                )
+            )
+        return queued
+
+    def _queue_timers(self, commit: EpisodeCommit) -> list[DueTimer]:
+        queued: list[DueTimer] = []
+        for timer in commit.timers:
+            cursor = self._db.execute(
+                "INSERT INTO timers (instance_id, execution_id, fire_at, event) VALUES (?, ?, ?, ?)",
+                (commit.instance_id, commit.execution_id, timer.fire_at, timer.event.to_message()),
+            )
+            queued.append(DueTimer(int(cursor.lastrowid or 0), commit.instance_id, timer.fire_at))
+        return queued
+
+    def _start_children(self, commit: EpisodeCommit, result: CommitResult) -> None:
+        """Create each sub-orchestration (ready to run); one whose instance ID is taken by a running instance is
+        skipped."""
+        for child in commit.children:
+            existing = self.get_instance(child.instance_id)
+            if existing is not None and not existing.is_terminal:
+                result.skipped_children.append(child.instance_id)
+                continue
+            record = InstanceRecord(
+                child.instance_id,
+                child.name,
+                child.execution_id,
+                OrchestrationStatus.Pending,
+                child.raw_input,
+                None,
+                None,
+                commit.now,
+                commit.now,
+                child.parent,
+            )
+            self._write_new_instance(record, child.started_event, existing)
+            result.ready_instances.append(child.instance_id)
+
+    def _send_messages(self, outgoing: Sequence[OutgoingMessage]) -> list[str]:
+        """Queue each message for its instance; returns the instances that got one (a purged instance gets none)."""
+        receivers: list[str] = []
+        for message in outgoing:
+            if self.get_instance(message.instance_id) is not None:
+                self._insert_message(message.instance_id, message.execution_id, message.event)
+                receivers.append(message.instance_id)
+        return receivers
 
     def discard_messages(self, instance_id: str, up_to_seq: int) -> bool:
         """Drop messages nobody will consume; returns whether newer ones are waiting."""
