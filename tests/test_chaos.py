@@ -50,8 +50,13 @@ def test_a_small_chaos_run_breaks_no_invariant(tmp_path: Path) -> None:
     by_class = result["faults"]["byRouteClass"]
     for route_class in ROUTE_CLASSES:
         assert {"status500", "status503", "reset"} <= set(by_class.get(route_class, {})), (route_class, by_class)
+    # Every write lost its reply at least once, the key PATCH both ways. A write the app sends rarely (a role
+    # assignment, one per account behind an RBAC vault, not sent again once a read finds it) may see only the first
+    # kind that struck it, depending on how the run's timing falls.
+    after_apply = {"statusAfterApply", "resetAfterApply"}
     for write in WRITES:
-        assert {"statusAfterApply", "resetAfterApply"} <= set(by_class.get(write, {})), (write, by_class)
+        assert after_apply & set(by_class.get(write, {})), (write, by_class)
+    assert after_apply <= set(by_class["keyPatch"]), by_class
     assert by_class["429 storms"]["status429"] > 0
     event_grid = result["faults"]["eventGrid"]
     # Duplicates always happen at this size; reordering needs two deliveries of nearby events to cross, which the
