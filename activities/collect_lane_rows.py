@@ -1,5 +1,5 @@
 """Activity: the report rows of a rollout's lanes, once none runs, for a rollout past its first generation (whose
-lanes' completions no longer reach it).
+lanes' completions no longer reach it), and for a lane that broke (whose completion carries no rows).
 
 A lane that completed returns its rows. A lane that ended otherwise (terminated by an admin, or failed) returns
 the rows it carried into its last generation; each account it had not finished is reported from the orchestration

@@ -141,17 +141,50 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
                 }
             )
             return None
-        for lane, task in zip(lanes, lane_tasks, strict=True):
+        broken: list[tuple[list[PlannedAccount], str, str]] = []
+        for lane, lane_id, task in zip(lanes, lane_ids, lane_tasks, strict=True):
             # task_all fails fast: if a lane itself broke, the others may still be running; wait for them all.
             if not task.is_completed:
                 with contextlib.suppress(Exception):  # reported below from the task's state
                     yield task
             if task.state == TaskState.FAILED:  # lanes catch account failures: this is a lane that broke
-                reason = f"Lane failed: {first_line(Exception(task.result))}"
-                rows += [unplanned_row(a["accountId"], "Failed", reason, a["keyUri"]) for a in lane]
+                broken.append((lane, lane_id, f"Lane failed: {first_line(Exception(task.result))}"))
             else:
                 rows += task.result or []
+        if broken:
+            rows += yield from _rows_of_broken_lanes(context, broken, config)
     return _output(context, request, rows, timings, _summary(discovery), None)
+
+
+def _rows_of_broken_lanes(
+    context: df.DurableOrchestrationContext,
+    broken: list[tuple[list[PlannedAccount], str, str]],
+    config: OrchestrationConfig,
+) -> Generator[Any, Any, list[ReportRow]]:
+    """A lane that broke had finished some accounts and handed others to orchestrations that may still be
+    encrypting: report each as it is (the rows it carried, the account's own orchestration), never Failed wholesale.
+    Only when even that cannot be read is every account of the lane reported Failed, saying why."""
+    try:
+        collected: CollectedRows = yield from call_arm(
+            context, COLLECT_LANE_ROWS, {"lanes": [lane_id for _, lane_id, _ in broken]}, config
+        )
+    except Exception as error:  # noqa: BLE001 - reported in each row
+        return [
+            unplanned_row(
+                a["accountId"], "Failed", f"{reason}; its accounts could not be read: {first_line(error)}", a["keyUri"]
+            )
+            for lane, _, reason in broken
+            for a in lane
+        ]
+    rows = list(collected["rows"])
+    reported = {str(row["accountId"]).lower() for row in rows}
+    for lane, _, reason in broken:  # a lane that could not be found: its accounts still get a row each
+        rows += [
+            unplanned_row(a["accountId"], "Failed", reason, a["keyUri"])
+            for a in lane
+            if a["accountId"].lower() not in reported
+        ]
+    return rows
 
 
 def _refresh(

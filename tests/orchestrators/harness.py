@@ -38,11 +38,16 @@ class FakeTask:
         return self.state is not TaskState.RUNNING
 
     def done(self, result: Any) -> None:
+        if isinstance(result, BaseException):  # a sub-orchestration that failed: the SDK keeps its message
+            self.result = str(result)
+            self.state = TaskState.FAILED
+            return
         self.result = result
         self.state = TaskState.SUCCEEDED
 
 
-# (a sub-orchestration task: details name, input, instance_id, started_at; now) -> (finish time, output), or None
+# (a sub-orchestration task: details name, input, instance_id, started_at; now) -> (finish time, output), or None;
+# an exception as the output makes the child fail with its message
 SubOrchestrations = Callable[[FakeTask, datetime], tuple[datetime, Any] | None]
 
 

@@ -131,3 +131,36 @@ def test_a_dry_run_prepares_nothing_ahead() -> None:
     data["request"]["dryRun"] = True
     drive(run_rollout, data, fleet.activities(), instance_id=ROLLOUT_ID, sub_orchestrations=fleet.sub_orchestrations)
     assert fleet.preparing == [0, 0]
+
+
+def test_a_lane_that_broke_reports_each_of_its_accounts_as_it_is_not_failed_wholesale() -> None:
+    """A lane orchestration that fails (its own code, not an account's) had finished some accounts and handed others
+    to orchestrations still encrypting: the report takes each from collect_lane_rows, never 'Failed' for all."""
+
+    class BreakingFleet(Fleet):
+        def sub_orchestrations(self, task: FakeTask, now: datetime) -> tuple[datetime, Any] | None:
+            finish = super().sub_orchestrations(task, now)
+            if finish is not None and task.details["instance_id"].endswith("-lane-1"):
+                return finish[0], RuntimeError("lane code broke")
+            return finish
+
+    fleet = BreakingFleet(lasting=timedelta(hours=2))
+    collected: list[Any] = []
+    activities = fleet.activities()
+
+    def collect(payload: Any, now: datetime) -> Any:
+        collected.append(payload["lanes"])
+        first, second = fleet.lanes[payload["lanes"][0]][1]
+        return {
+            "rows": [
+                {"accountId": first, "outcome": "Enabled", "reason": "confirmed", "instanceId": "cmk-a.1"},
+                {"accountId": second, "outcome": "Encrypting", "reason": "lane ended", "instanceId": "cmk-b.1"},
+            ],
+            "errors": [],
+        }
+
+    activities["collect_lane_rows"] = collect
+    run = drive(run_rollout, _input(4), activities, instance_id=ROLLOUT_ID, sub_orchestrations=fleet.sub_orchestrations)
+    assert collected == [[f"{ROLLOUT_ID}-lane-1"]], "only the broken lane is read"
+    assert run.output["totals"] == {"Enabled": 3, "Encrypting": 1, "Refused": 1}
+    assert {row["accountId"] for row in run.output["accounts"]} == {_id(i) for i in range(4)} | {MISSING}
