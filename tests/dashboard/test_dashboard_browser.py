@@ -212,7 +212,19 @@ def test_a_filter_narrows_the_table_and_keeps_through_refreshes(
 
     _, rollout_id = scenario
     page.until("refused accounts", lambda: page.data("rollout")["byOutcome"].get("Refused", 0) >= 3, timeout=40)
-    Select(page.driver.find_element("id", "f-outcome")).select_by_value("Refused")
+
+    def outcome_filter() -> str | None:
+        value: str | None = Select(page.driver.find_element("id", "f-outcome")).first_selected_option.get_attribute(
+            "value"
+        )
+        return value
+
+    def choose_refused() -> bool:
+        # A refresh may redraw the filter between finding it and choosing: find it again until the choice holds.
+        Select(page.driver.find_element("id", "f-outcome")).select_by_value("Refused")
+        return outcome_filter() == "Refused"
+
+    page.until("the outcome filter set to Refused", choose_refused)
     page.until("only refused rows", lambda: page.rows() and all("Refused" in r["outcome"] for r in page.rows()))
     narrowed = page.rows()
     assert 3 <= len(narrowed) < 13
@@ -223,7 +235,7 @@ def test_a_filter_narrows_the_table_and_keeps_through_refreshes(
     page.driver.find_element("css selector", "#accounts button.expander").click()
     page.after_refresh()
     page.after_refresh()
-    assert Select(page.driver.find_element("id", "f-outcome")).first_selected_option.get_attribute("value") == "Refused"
+    assert page.until("the outcome filter read", outcome_filter) == "Refused"
     assert page.js("return document.querySelectorAll('#accounts tr.detail:not([hidden])').length") == 1
     assert all("Refused" in r["outcome"] for r in page.rows())
     # Narrowed further by the search box; cleared, everything is back.
