@@ -9,7 +9,6 @@ the reason saying the lane ended.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypedDict
 
 import azure.durable_functions as df
@@ -17,6 +16,7 @@ import azure.durable_functions as df
 from activities import Payload
 from cmk.orchestration import account_instance_base
 from cmk.rollouts import ReportRow, report_row, unplanned_row
+from coordination.fleet_status import decoded
 
 COLLECT_LANE_ROWS = "collect_lane_rows"
 # Phases from the key PATCH on: the encryption may be running in Azure (orchestrators.rollout_lane).
@@ -30,15 +30,6 @@ class CollectedRows(TypedDict):
     errors: list[str]
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) -> CollectedRows:
     rows: list[ReportRow] = []
     errors: list[str] = []
@@ -48,11 +39,11 @@ async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) ->
             errors.append(f"Lane {lane_id} not found: its accounts are missing from this report")
             continue
         status = lane.runtime_status.value
-        output = _json(lane.output)
+        output = decoded(lane.output)
         if status == "Completed" and isinstance(output, list):
             rows += output
             continue
-        data = _json(lane.input_)
+        data = decoded(lane.input_)
         data = data if isinstance(data, dict) else {}
         finished: list[ReportRow] = list(data.get("rows") or [])
         rows += finished

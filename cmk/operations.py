@@ -104,7 +104,8 @@ def _azure_error(response: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or not (error.get("code") or error.get("message")):
         return ""
-    return f": {error.get('code') or response.status_code}: {error.get('message') or ''}".rstrip(": ")
+    parts = [str(error.get("code") or response.status_code), str(error.get("message") or "")]
+    return "".join(f": {part}" for part in parts if part)
 
 
 def _from_status_body(body: dict[str, Any], retry_after: str | None) -> OperationReading:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import uuid
 from typing import Any
@@ -57,22 +58,7 @@ def _claims(raw: JsonDict, tenant_id: str) -> JsonDict:
 
 def publisher(state: CloudState) -> ResourceWritten:
     """The `hooks.resource_written` that raises ARM's resource events here."""
-
-    def publish(
-        context: RequestContext | None,
-        resource_id: str,
-        action: str,
-        status: str,
-        *,
-        claims: JsonDict | None = None,
-        http_method: str | None = None,
-        http_url: str | None = None,
-    ) -> None:
-        emit_resource_event(
-            state, context, resource_id, action, status, claims=claims, http_method=http_method, http_url=http_url
-        )
-
-    return publish
+    return functools.partial(emit_resource_event, state)
 
 
 def emit_resource_event(

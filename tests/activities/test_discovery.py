@@ -4,6 +4,7 @@ accounts (found or not), and encryption estimates read from Azure Monitor."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -29,7 +30,13 @@ def fleet() -> Iterator[tuple[AzureSimulator, list[dict[str, Any]]]]:
     accounts = [_account(SUB_A, "rg-fleet-a" if i % 2 else "rg-fleet-b", i) for i in range(FLEET)]
     accounts += [_account(SUB_B, "rg-other", FLEET + i) for i in range(5)]
     data = {accounts[0]["id"]: {"dataSizeGiB": 50, "spareRuPerSecond": 500}}
-    world = b.world(accounts, tenant_id=TENANT, account_data=data)
+    with _app_against(b.world(accounts, tenant_id=TENANT, account_data=data)) as simulator:
+        yield simulator, accounts
+
+
+@contextmanager
+def _app_against(world: dict[str, Any]) -> Iterator[AzureSimulator]:
+    """The simulator with throttling off, and the app's settings pointing at it (no identity from this machine)."""
     with (
         pytest.MonkeyPatch.context() as patch,
         AzureSimulator(world, settings_overrides={"throttling": {"enabled": False}}) as simulator,
@@ -38,7 +45,7 @@ def fleet() -> Iterator[tuple[AzureSimulator, list[dict[str, Any]]]]:
             patch.delenv(name, raising=False)
         for name, value in simulator.app_settings().items():
             patch.setenv(name, value)
-        yield simulator, accounts
+        yield simulator
 
 
 def test_a_subscription_scope_pages_through_resource_graph(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
@@ -102,14 +109,7 @@ def test_a_scope_subscription_the_app_cannot_read_is_reported_not_silently_dropp
         )
     ]
     scope = {"subscriptions": [SUB_A, SUB_UNREADABLE, SUB_NO_ACCOUNTS, SUB_UNKNOWN]}
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        AzureSimulator(world, settings_overrides={"throttling": {"enabled": False}}) as simulator,
-    ):
-        for name in IDENTITY_ENV:
-            patch.delenv(name, raising=False)
-        for name, value in simulator.app_settings().items():
-            patch.setenv(name, value)
+    with _app_against(world):
         discovery = discover_accounts_activity({"scope": scope})
     assert [a["accountId"].lower() for a in discovery["accounts"]] == [str(readable["id"]).lower()]
     findings = {f["subscriptionId"]: f for f in discovery["scopeFindings"]}
