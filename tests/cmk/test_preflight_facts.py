@@ -56,3 +56,45 @@ def test_an_account_already_on_a_key_is_the_only_read(cloud: Cloud) -> None:
         str(r["path"]) for r in cloud.simulator.requests(since=before) if not str(r["path"]).startswith("/cosmos/")
     ]
     assert paths and all("/databaseAccounts/acct-enabled" in path for path in paths), paths
+
+
+def _account_reads(cloud: Cloud, since: int, name: str) -> list[tuple[str, int]]:
+    """(api-version, status) of each GET of the account itself, in order."""
+    reads = []
+    for entry in cloud.simulator.requests(since=since):
+        path, _, query = str(entry["path"]).partition("?")
+        if entry["method"] == "GET" and path.lower().endswith(f"/databaseaccounts/{name}"):
+            reads.append((query.split("api-version=", 1)[-1].split("&", 1)[0], int(entry["status"])))
+    return reads
+
+
+def test_the_account_is_read_once_at_the_preview_api_version(cloud: Cloud) -> None:
+    before = cloud.last_sequence()
+    account = gather(request("acct-ready"), cloud.simulator.clock.now())["account"]["facts"]
+    assert account is not None
+    assert account["enableMaterializedViews"] is False and account["enableAllVersionsAndDeletesChangeFeed"] is False
+    assert _account_reads(cloud, before, "acct-ready") == [("2025-11-01-preview", 200)]
+
+
+def test_a_refused_preview_api_version_falls_back_to_the_stable_read_and_leaves_the_flags_unknown(
+    cloud: Cloud,
+) -> None:
+    cloud.simulator.add_fault(
+        {
+            "method": "GET",
+            "path": "acct-ready\\?api-version=2025-11-01-preview",
+            "kind": "status",
+            "status": 400,
+            "code": "InvalidApiVersionParameter",
+        }
+    )
+    try:
+        before = cloud.last_sequence()
+        account = gather(request("acct-ready"), cloud.simulator.clock.now())["account"]["facts"]
+    finally:
+        cloud.simulator.clear_faults()
+    assert account is not None and account["documentEndpoint"]
+    assert account["enableMaterializedViews"] is None and account["enableAllVersionsAndDeletesChangeFeed"] is None
+    reads = _account_reads(cloud, before, "acct-ready")
+    assert reads[0] == ("2025-11-01-preview", 400) and len(reads) == 2 and reads[1][1] == 200
+    assert not reads[1][0].endswith("-preview")
