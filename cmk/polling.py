@@ -5,6 +5,8 @@ Orchestrators call these with their own clock (`context.current_utc_datetime`), 
 
 from __future__ import annotations
 
+import math
+
 # Between two verification reads: customerManagedKeyStatus lags the operation's end by minutes, not hours.
 MAX_VERIFY_INTERVAL_SECONDS = 600
 
@@ -19,6 +21,9 @@ EARLY_SECONDS = 180
 # Estimates are rough: reads become frequent this share of the expected duration before the expected end, so an
 # encryption that ends up to a quarter earlier than expected is still noticed within the budget.
 END_WINDOW_SHARE = 0.25
+# The read that closes in on the expected end comes this long after it: an encryption that ends when expected is
+# noticed seconds, not a whole budget, after its end (in a rollout, the slot it frees goes to the next account).
+END_MARGIN_SECONDS = 5
 # Without an estimate: a tenth of the elapsed time. The longer an encryption has run, the less a few minutes' delay
 # in noticing its end matters, while the reads per hour fall to 3600 / ceiling.
 ELAPSED_FRACTION = 0.1
@@ -37,10 +42,12 @@ def monitor_interval_seconds(
 
     Early on, every `first_seconds`. Then, while the expected end is far, rarely: half the time left before the
     window around it opens (at most `ceiling_seconds`), so the reads thin out in the middle of a long encryption and
-    close in on the window. From the window on, and past the expected end (the estimate was short): the notice
-    budget. An encryption that ends in the window or later is noticed within the budget; one that ends well before
-    its estimate, within the sparse wait it was in. Without an estimate: the budget in the first hour, then a tenth
-    of the elapsed time (a 3-week encryption costs about 2 reads an hour, its end noticed within a tenth of it).
+    close in on the window. In the window, equal steps of at most the notice budget that land just after the
+    expected end (END_MARGIN_SECONDS), so an encryption that ends when expected is noticed at once; past the
+    expected end (the estimate was short), the budget. An encryption that ends in the window or later is noticed
+    within the budget; one that ends well before its estimate, within the sparse wait it was in. Without an
+    estimate: the budget in the first hour, then a tenth of the elapsed time (a 3-week encryption costs about 2
+    reads an hour, its end noticed within a tenth of it).
     """
     if elapsed_seconds < EARLY_SECONDS:
         return max(1, min(first_seconds, ceiling_seconds))
@@ -53,7 +60,11 @@ def monitor_interval_seconds(
     window_opens = expected_seconds * (1 - END_WINDOW_SHARE)
     until_window = window_opens - elapsed_seconds
     if until_window <= budget:
-        return budget
+        until_end = expected_seconds + END_MARGIN_SECONDS - elapsed_seconds
+        if until_end <= 0:
+            return budget
+        steps = math.ceil(until_end / budget)
+        return max(1, math.ceil(until_end / steps))
     return int(min(ceiling_seconds, max(budget, until_window / 2)))
 
 

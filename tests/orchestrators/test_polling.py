@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from cmk.polling import doubled, expected_from_progress, monitor_interval_seconds
+from cmk.polling import (
+    END_MARGIN_SECONDS,
+    doubled,
+    expected_from_progress,
+    monitor_interval_seconds,
+    notice_budget_seconds,
+)
 
 FIRST, CEILING = 60, 1800
 HOUR = 3600
@@ -47,12 +53,42 @@ def test_an_end_at_or_after_three_quarters_of_the_estimate_is_noticed_within_the
     assert late <= (120 if duration < HOUR else 600), (duration, expected, late)
 
 
+@pytest.mark.parametrize("duration", DURATIONS)
+def test_an_end_when_expected_is_noticed_seconds_after_it_at_no_more_reads_than_reading_every_budget(
+    duration: float,
+) -> None:
+    # In a rollout the slot an encryption frees goes to the next account once its end is noticed: reading every
+    # budget in the window noticed a 10-minute encryption's end 75 s late, a tenth of its length.
+    reads, late = follow(duration, duration)
+    assert late <= END_MARGIN_SECONDS, (duration, late)
+    # At most the one read that lands just after the expected end.
+    assert reads <= follow_window_every_budget(duration) + 1, (duration, reads)
+
+
+def follow_window_every_budget(duration: float) -> int:
+    """Reads under the rule this replaced, for an exact estimate: every budget from three quarters of it on."""
+    elapsed, reads = 0.0, 0
+    while True:
+        reads += 1
+        if elapsed >= duration:
+            return reads
+        budget = notice_budget_seconds(elapsed)
+        if elapsed < 180:
+            elapsed += FIRST
+        elif duration * 0.75 - elapsed <= budget:
+            elapsed += budget
+        else:
+            elapsed += int(min(CEILING, max(budget, (duration * 0.75 - elapsed) / 2)))
+
+
 def test_reads_thin_out_between_the_start_and_the_expected_end() -> None:
     expected = 10 * HOUR
     waits = {e: monitor_interval_seconds(e, expected, FIRST, CEILING) for e in (0, 600, HOUR, 7 * HOUR)}
     assert waits[0] == FIRST  # early failures (no key access) show within a minute
     assert waits[600] == waits[HOUR] == CEILING  # far from the end: the ceiling
-    assert monitor_interval_seconds(7.6 * HOUR, expected, FIRST, CEILING) == 600  # in the window: the budget
+    # In the window: steps of at most the budget, landing just after the expected end.
+    assert 500 < monitor_interval_seconds(7.6 * HOUR, expected, FIRST, CEILING) <= 600
+    assert monitor_interval_seconds(expected - 100, expected, FIRST, CEILING) == 100 + END_MARGIN_SECONDS
     assert monitor_interval_seconds(12 * HOUR, expected, FIRST, CEILING) == 600  # past it: the estimate was short
     assert FIRST < waits[7 * HOUR] < CEILING  # closing in on the window
 
