@@ -2,7 +2,8 @@
 encryption monitor, verification, and one JSON output that always says what happened.
 
 The monitor is part of this orchestration (not a child) so the status admins query carries the live encryption
-state; it bounds its history with continue_as_new, resuming straight into the encrypting phase.
+state; it runs on a history of its own (continue_as_new right after the key PATCH, and again every
+CMK_MONITOR_POLLS_PER_GENERATION polls), resuming straight into the encrypting phase.
 """
 
 from __future__ import annotations
@@ -164,9 +165,11 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         state["throughputRaise"] = raised
     if enabled["status"] == "applied":
         return (yield from _restoring(context, request, config, state, _verify(context, request, config, state)))
-    return (
-        yield from _restoring(context, request, config, state, _monitor_and_finish(context, request, config, state))
-    )
+    # The monitor starts on a fresh history, as its later generations do: otherwise each of its polls would replay
+    # the preparation's (preflight, identity, key access, the PATCH: about a hundred events), which made the
+    # account orchestrations most of a short-encryption rollout's CPU.
+    context.continue_as_new({"request": request, "config": config, "resume": state})
+    return None
 
 
 def _restoring(
