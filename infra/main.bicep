@@ -67,10 +67,10 @@ param maximumInstanceCount int = 100
 // the same name (infra/main.parameters.json): `azd env set CMK_KEY_POLICY '{...}'` then `azd provision`.
 // ---------------------------------------------------------------------------------------------------------------
 
-@description('CMK_POLL_INTERVAL_SECONDS: wait between two reads of an async operation when Azure sends no Retry-After.')
+@description('CMK_POLL_INTERVAL_SECONDS: wait between two reads of an async operation when Azure sends no Retry-After; the encryption monitor reads at it for its first 3 minutes, then by the expected end.')
 param cmkPollIntervalSeconds string = '60'
 
-@description('CMK_POLL_MAX_INTERVAL_SECONDS: ceiling of the monitor back-off between reads.')
+@description('CMK_POLL_MAX_INTERVAL_SECONDS: longest wait between two reads of an encryption, far from its expected end.')
 param cmkPollMaxIntervalSeconds string = '1800'
 
 @description('CMK_MONITOR_DEADLINE_HOURS: how long the monitor follows an encryption; past it the outcome is Encrypting.')
