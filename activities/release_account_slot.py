@@ -26,9 +26,14 @@ class Release(TypedDict):
     runtimeStatus: str | None
 
 
-async def release_slot(client: df.DurableOrchestrationClient, instance_id: str, lane_id: str) -> Release:
+async def release_slot(
+    client: df.DurableOrchestrationClient, instance_id: str, lane_id: str, expected_seconds: float | None = None
+) -> Release:
+    event: dict[str, object] = {"laneId": lane_id}
+    if expected_seconds is not None:
+        event["expectedSeconds"] = expected_seconds
     try:
-        await client.raise_event(instance_id, SLOT_EVENT, {"laneId": lane_id})
+        await client.raise_event(instance_id, SLOT_EVENT, event)
     except Exception:
         # Gone (410): say so once the instance has ended. Running, or not found (a sub-orchestration the engine has
         # not created yet): fail, so the retry asks again.
@@ -44,5 +49,6 @@ async def release_slot(client: df.DurableOrchestrationClient, instance_id: str, 
 @bp.activity_trigger(input_name="payload", activity=RELEASE_ACCOUNT_SLOT)
 @bp.durable_client_input(client_name="client")
 async def release_account_slot(payload: Payload, client: df.DurableOrchestrationClient) -> Release:
-    """payload: {"instanceId": the held account orchestration, "laneId": the lane giving it its slot}."""
-    return await release_slot(client, payload["instanceId"], payload["laneId"])
+    """payload: {"instanceId": the held account orchestration, "laneId": the lane giving it its slot,
+    "expectedSeconds"?: its encryption's estimate as the lane's finished ones corrected it}."""
+    return await release_slot(client, payload["instanceId"], payload["laneId"], payload.get("expectedSeconds"))

@@ -44,6 +44,30 @@ def expected_encryption_seconds(data_size_bytes: float | None, spare_ru_per_seco
     return data_size_bytes / 1024 * RU_PER_KIB / spare_ru_per_second
 
 
+# How far one finished encryption may rescale the estimates of the accounts after it.
+MIN_ESTIMATE_SCALE = 0.125
+MAX_ESTIMATE_SCALE = 8.0
+
+
+def estimate_scale(expected_seconds: float | None, running_seconds: float | None) -> float | None:
+    """How far this rollout's estimates are off, learned from one encryption that ended: the longest it was seen
+    running over its estimate. That is a lower bound of its length, so an estimate scaled by it errs short, and the
+    monitor's reads past the expected end (cmk.polling) find the end soon after it. None when there is nothing to
+    learn from: no estimate from Azure Monitor (the UNKNOWN_ENCRYPTION_SECONDS stand-in), or no read saw it run."""
+    if expected_seconds is None or expected_seconds <= 0 or expected_seconds == UNKNOWN_ENCRYPTION_SECONDS:
+        return None
+    if running_seconds is None or running_seconds <= 0:
+        return None
+    return min(MAX_ESTIMATE_SCALE, max(MIN_ESTIMATE_SCALE, running_seconds / expected_seconds))
+
+
+def scaled_estimate(expected_seconds: float, scale: float | None) -> float:
+    """An account's estimate corrected by what the rollout learned (estimate_scale); a stand-in stays as it is."""
+    if scale is None or expected_seconds == UNKNOWN_ENCRYPTION_SECONDS:
+        return expected_seconds
+    return expected_seconds * scale
+
+
 def plan_lanes(
     accounts: list[PlannedAccount], max_concurrency: int, max_per_subscription: int
 ) -> list[list[PlannedAccount]]:

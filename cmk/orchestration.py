@@ -139,6 +139,8 @@ class MonitorState(TypedDict):
     reattached: bool
     # The expected length of the encryption followed (None: no estimate); absent in states from before it existed.
     expectedSeconds: NotRequired[float | None]
+    # The last read that saw the encryption still running (absent: none yet).
+    lastRunningAt: NotRequired[str]
 
 
 class Timings(TypedDict, total=False):
@@ -152,6 +154,9 @@ class Timings(TypedDict, total=False):
     encryptionDoneAt: str
     finishedAt: str
     encryptionSeconds: float
+    # From enableRequestedAt to the last read that saw the encryption running: the least it took. A rollout's lane
+    # learns from it how far its estimates are off (cmk.fleet.estimate_scale).
+    encryptionRunningSeconds: float
 
 
 class OperationSummary(TypedDict):

@@ -24,6 +24,13 @@ END_WINDOW_SHARE = 0.25
 # The read that closes in on the expected end comes this long after it: an encryption that ends when expected is
 # noticed seconds, not a whole budget, after its end (in a rollout, the slot it frees goes to the next account).
 END_MARGIN_SECONDS = 5
+# ... and the read before it this long before the expected end: whichever side of the expected end the encryption
+# ends on, two reads 15 s apart bracket it, which is what a rollout learns its estimates from (cmk.fleet).
+APPROACH_SECONDS = 10
+# Past the expected end the estimate was short, often by a little (a rollout's learned estimates err short on
+# purpose: cmk.fleet.estimate_scale): one read this soon after the one at the expected end, then the budget, so an
+# end soon after the estimate is noticed soon after it, for one read more.
+OVERDUE_FIRST_SECONDS = 15
 # Without an estimate: a tenth of the elapsed time. The longer an encryption has run, the less a few minutes' delay
 # in noticing its end matters, while the reads per hour fall to 3600 / ceiling.
 ELAPSED_FRACTION = 0.1
@@ -42,9 +49,10 @@ def monitor_interval_seconds(
 
     Early on, every `first_seconds`. Then, while the expected end is far, rarely: half the time left before the
     window around it opens (at most `ceiling_seconds`), so the reads thin out in the middle of a long encryption and
-    close in on the window. In the window, equal steps of at most the notice budget that land just after the
-    expected end (END_MARGIN_SECONDS), so an encryption that ends when expected is noticed at once; past the
-    expected end (the estimate was short), the budget. An encryption that ends in the window or later is noticed
+    close in on the window. In the window, equal steps of at most the notice budget that land just before the
+    expected end (APPROACH_SECONDS), then one just after it (END_MARGIN_SECONDS), so an encryption that ends when
+    expected is noticed at once; past the expected end (the estimate was short), once OVERDUE_FIRST_SECONDS later,
+    then the budget. An encryption that ends in the window or later is noticed
     within the budget; one that ends well before its estimate, within the sparse wait it was in. Without an
     estimate: the budget in the first hour, then a tenth of the elapsed time (a 3-week encryption costs about 2
     reads an hour, its end noticed within a tenth of it).
@@ -60,11 +68,15 @@ def monitor_interval_seconds(
     window_opens = expected_seconds * (1 - END_WINDOW_SHARE)
     until_window = window_opens - elapsed_seconds
     if until_window <= budget:
+        until_approach = expected_seconds - APPROACH_SECONDS - elapsed_seconds
+        if until_approach > 0:
+            steps = math.ceil(until_approach / budget)
+            return max(1, math.ceil(until_approach / steps))
         until_end = expected_seconds + END_MARGIN_SECONDS - elapsed_seconds
-        if until_end <= 0:
-            return budget
-        steps = math.ceil(until_end / budget)
-        return max(1, math.ceil(until_end / steps))
+        if until_end > 0:
+            return max(1, math.ceil(until_end))
+        overdue = elapsed_seconds - expected_seconds
+        return min(budget, OVERDUE_FIRST_SECONDS if overdue < OVERDUE_FIRST_SECONDS else budget)
     return int(min(ceiling_seconds, max(budget, until_window / 2)))
 
 

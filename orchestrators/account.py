@@ -514,6 +514,16 @@ def _await_approval(
         request["approvedBy"] = by
 
 
+def _granted(context: df.DurableOrchestrationContext, data: AccountInput, held: HeldState, given: Any) -> Literal[True]:
+    """The slot is ours. The lane's event may carry the estimate corrected by what its finished encryptions took
+    (cmk.fleet.estimate_scale); the monitor paces its reads by it."""
+    held["timings"]["slotGrantedAt"] = now_iso(context)
+    expected = _event_payload(given).get("expectedSeconds")
+    if isinstance(expected, int | float) and expected > 0:
+        data["expectedSeconds"] = float(expected)
+    return True
+
+
 def _await_slot(
     context: df.DurableOrchestrationContext, data: AccountInput, held: HeldState
 ) -> Generator[Any, Any, Literal[True] | AccountOutput | None]:
@@ -540,8 +550,7 @@ def _await_slot(
         winner = yield context.task_any([slot, check])
         if winner is slot:
             check.cancel()  # type: ignore[no-untyped-call]
-            held["timings"]["slotGrantedAt"] = now_iso(context)
-            return True
+            return _granted(context, data, held, slot.result)
         try:
             lane: InstanceReading = yield context.call_activity_with_retry(
                 READ_ACCOUNT_INSTANCE, retry_options(config), {"instanceId": hold["laneId"]}
@@ -549,8 +558,7 @@ def _await_slot(
         except Exception:  # not knowing is not a verdict: wait on, read again later
             lane = {"exists": True, "runtimeStatus": "Running", "output": None, "phase": None, "nextPollAt": None}
         if slot.is_completed:  # given while the lane was read
-            held["timings"]["slotGrantedAt"] = now_iso(context)
-            return True
+            return _granted(context, data, held, slot.result)
         if not lane["exists"] or lane["runtimeStatus"] not in ACTIVE_RUNTIME_STATUSES:
             ended = "no longer exists" if not lane["exists"] else f"ended {lane['runtimeStatus']}"
             return _finish(
@@ -627,6 +635,8 @@ def _monitor_and_finish(
             if reading["readError"]:
                 state["readFailures"] += 1
             status = reading["status"]
+            if not reading["terminal"] and not reading["readError"]:
+                state["lastRunningAt"] = now_iso(context)
             if reading["terminal"]:
                 if _not_applied(reading, state):
                     decided = yield from _decide_again(context, request, config, resume)
@@ -721,6 +731,10 @@ def _operation_ended(
     if "enableRequestedAt" in timings:
         started = datetime.fromisoformat(timings["enableRequestedAt"].replace("Z", "+00:00"))
         timings["encryptionSeconds"] = (context.current_utc_datetime - started).total_seconds()
+        running = resume["monitor"].get("lastRunningAt")
+        if running is not None:
+            last = datetime.fromisoformat(running.replace("Z", "+00:00"))
+            timings["encryptionRunningSeconds"] = max(0.0, (last - started).total_seconds())
     if not final["succeeded"]:
         error = final["error"] or {"code": final["status"], "message": ""}
         reason = f"Azure reported the encryption {final['status']}: {error['code']}: {error['message']}"

@@ -37,7 +37,7 @@ from activities.prepare_account_start import PREPARE_ACCOUNT_START
 from activities.read_account_instance import READ_ACCOUNT_INSTANCE
 from activities.release_account_slot import RELEASE_ACCOUNT_SLOT
 from cmk.auth import Actor
-from cmk.fleet import PlannedAccount
+from cmk.fleet import PlannedAccount, estimate_scale, scaled_estimate
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
     INSTANCE_SUFFIX_SEPARATOR,
@@ -100,6 +100,8 @@ class LaneInput(TypedDict):
     # at position + 1, position + 2, ... in order.
     preparing: NotRequired[int]
     upcoming: NotRequired[list[CurrentAccount]]
+    # How far the lane's finished encryptions took against their estimates (cmk.fleet.estimate_scale).
+    estimateScale: NotRequired[float]
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=LANE_ORCHESTRATOR)
@@ -142,6 +144,8 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
                 if _still_held(reading, current):
                     yield from _release(context, lane, current)
             row = _row_when_done(reading, current, account)
+            if row is not None:
+                _learn_estimate_scale(lane, reading, account)
             if row is None and _must_follow_again(reading, current):
                 lane["current"] = None
                 current = yield from _claim(context, lane, account, claims=current["claims"])
@@ -166,6 +170,23 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
             return None
     _report(context, lane, rows)
     return rows
+
+
+def _learn_estimate_scale(lane: LaneInput, reading: InstanceReading, account: PlannedAccount) -> None:
+    """How long an encryption of this lane took against its estimate corrects the estimates of the accounts after it
+    (cmk.fleet.estimate_scale): the estimate's rate is an assumption, and a monitor that knows when the encryption
+    ends notices its end seconds after it, so the next account gets the slot as soon."""
+    output = reading["output"]
+    if not isinstance(output, dict) or output.get("outcome") != "Enabled":
+        return
+    running = (output.get("timings") or {}).get("encryptionRunningSeconds")
+    scale = estimate_scale(account["expectedSeconds"], running if isinstance(running, int | float) else None)
+    if scale is not None:
+        lane["estimateScale"] = scale
+
+
+def _expected_seconds(lane: LaneInput, account: PlannedAccount) -> float:
+    return scaled_estimate(account["expectedSeconds"], lane.get("estimateScale"))
 
 
 def _same_account(entry: CurrentAccount, account: PlannedAccount) -> bool:
@@ -223,7 +244,11 @@ def _release(
         yield context.call_activity_with_retry(
             RELEASE_ACCOUNT_SLOT,
             retry_options(lane["config"]),
-            {"instanceId": current["instanceId"], "laneId": context.instance_id},
+            {
+                "instanceId": current["instanceId"],
+                "laneId": context.instance_id,
+                "expectedSeconds": _expected_seconds(lane, lane["accounts"][lane["position"]]),
+            },
         )
     except Exception:  # noqa: BLE001 - the next reading of the account shows it still waiting: released again
         return
@@ -261,7 +286,7 @@ def _claim(
     child_input: AccountInput = {
         "request": request,
         "config": lane["config"],
-        "expectedSeconds": account["expectedSeconds"],
+        "expectedSeconds": _expected_seconds(lane, account),
     }
     preparation: Preparation = yield context.call_activity_with_retry(
         PREPARE_ACCOUNT_START,

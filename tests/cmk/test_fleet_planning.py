@@ -9,10 +9,13 @@ import pytest
 from cmk.fleet import (
     DEFAULT_OVERHEAD_SECONDS,
     MAX_PREPARING_PER_LANE,
+    UNKNOWN_ENCRYPTION_SECONDS,
     PlannedAccount,
+    estimate_scale,
     expected_encryption_seconds,
     plan_lanes,
     preparing_per_lane,
+    scaled_estimate,
 )
 
 
@@ -79,3 +82,15 @@ def test_preparation_ahead_is_dealt_over_the_lanes_longest_first_and_bounded_per
     assert preparing_per_lane(3, 0) == [0, 0, 0]
     assert preparing_per_lane(2, 500) == [MAX_PREPARING_PER_LANE] * 2
     assert preparing_per_lane(0, 5) == []
+
+
+def test_a_finished_encryption_rescales_the_estimates_within_bounds() -> None:
+    assert estimate_scale(300.0, 570.0) == 1.9
+    assert estimate_scale(3600.5, 100.0) == 0.125  # never below an eighth
+    assert estimate_scale(10.0, 1000.0) == 8.0  # nor above eight times
+    # Nothing to learn: no estimate from metrics, or no read saw it running.
+    assert estimate_scale(UNKNOWN_ENCRYPTION_SECONDS, 500.0) is None
+    assert estimate_scale(300.0, None) is None and estimate_scale(300.0, 0.0) is None and estimate_scale(0.0, 5) is None
+    assert scaled_estimate(300.0, 1.9) == 570.0
+    assert scaled_estimate(300.0, None) == 300.0
+    assert scaled_estimate(UNKNOWN_ENCRYPTION_SECONDS, 1.9) == UNKNOWN_ENCRYPTION_SECONDS

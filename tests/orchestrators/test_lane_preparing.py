@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from cmk.fleet import PlannedAccount
+from cmk.fleet import UNKNOWN_ENCRYPTION_SECONDS, PlannedAccount
 from orchestrators.rollout_lane import ACCOUNTS_PER_GENERATION, WATCHDOG_FIRST_SECONDS, LaneInput, run_lane
 from tests.orchestrators.harness import START, FakeTask, Run, drive
 from tests.orchestrators.test_account_branches import CONFIG, KEY, SUB
@@ -17,16 +17,16 @@ ENCRYPTION = timedelta(minutes=10)
 LANE_ID = "cmk-rollout-7-lane-0"
 
 
-def _account(index: int) -> PlannedAccount:
+def _account(index: int, expected_seconds: float = 600.0) -> PlannedAccount:
     account_id = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a{index:03d}"
-    return {"accountId": account_id, "subscriptionId": SUB, "keyUri": KEY, "expectedSeconds": 600.0}
+    return {"accountId": account_id, "subscriptionId": SUB, "keyUri": KEY, "expectedSeconds": expected_seconds}
 
 
-def _lane(accounts: int, preparing: int) -> LaneInput:
+def _lane(accounts: int, preparing: int, expected_seconds: float = 600.0) -> LaneInput:
     return {
         "rolloutId": "cmk-rollout-7",
         "lane": 0,
-        "accounts": [_account(i) for i in range(accounts)],
+        "accounts": [_account(i, expected_seconds) for i in range(accounts)],
         "template": {"dryRun": False},
         "config": dict(CONFIG),  # type: ignore[typeddict-item]
         "position": 0,
@@ -43,6 +43,7 @@ class Accounts:
     def __init__(self, lose: frozenset[str] = frozenset()) -> None:
         self.started: dict[str, tuple[datetime, Any]] = {}
         self.released: dict[str, list[datetime]] = {}
+        self.release_estimates: dict[str, float | None] = {}
         self.lose = lose
 
     def _patch_at(self, instance_id: str) -> datetime | None:
@@ -71,7 +72,12 @@ class Accounts:
             "keyUri": KEY,
             "identity": "SystemAssignedIdentity",
             "operation": None,
-            "timings": {"enableRequestedAt": patched.isoformat(), "encryptionSeconds": ENCRYPTION.total_seconds()},
+            "timings": {
+                "enableRequestedAt": patched.isoformat(),
+                "encryptionSeconds": ENCRYPTION.total_seconds(),
+                # The monitor's last read that saw it running came 30 s before its end.
+                "encryptionRunningSeconds": ENCRYPTION.total_seconds() - 30,
+            },
         }
 
     def sub_orchestrations(self, task: FakeTask, now: datetime) -> tuple[datetime, Any] | None:
@@ -87,6 +93,7 @@ class Accounts:
         def release(payload: Any, now: datetime) -> Any:
             assert payload["laneId"] == LANE_ID
             self.released.setdefault(payload["instanceId"], []).append(now)
+            self.release_estimates[payload["instanceId"]] = payload.get("expectedSeconds")
             return {"released": True, "runtimeStatus": None}
 
         def read(payload: Any, now: datetime) -> Any:
@@ -191,3 +198,28 @@ def test_accounts_started_before_the_lane_continued_as_new_are_followed_to_their
     assert len({row["accountId"] for row in run.output}) == total
     assert len(accounts.started) == total, "no account started twice"
     _back_to_back(accounts.encryptions())
+
+
+def test_the_lane_corrects_the_next_accounts_estimates_by_what_its_finished_encryptions_took() -> None:
+    # Estimated at 300 s, the encryptions take 600 s and are last seen running at 570 s: the accounts after the
+    # first that finished are given 570 s, with the slot (held ones) or in their input (claimed after it).
+    accounts = Accounts()
+    run = _drive(accounts, _lane(5, preparing=1, expected_seconds=300.0))
+    assert [row["outcome"] for row in run.output] == ["Enabled"] * 5
+    order = sorted(accounts.started, key=lambda instance: accounts.started[instance][1]["request"]["accountId"])
+    given = [
+        accounts.release_estimates.get(instance, accounts.started[instance][1]["expectedSeconds"]) for instance in order
+    ]
+    assert given[0] == 300.0, "nothing finished yet: the plan's estimate"
+    assert given[2:] == [570.0] * 3, given
+    inputs = [accounts.started[instance][1]["expectedSeconds"] for instance in order]
+    assert inputs[:2] == [300.0, 300.0] and inputs[2:] == [570.0] * 3, "claimed ahead before or after learning"
+
+
+def test_an_estimate_from_no_metrics_is_not_corrected() -> None:
+    accounts = Accounts()
+    run = _drive(accounts, _lane(3, preparing=0, expected_seconds=UNKNOWN_ENCRYPTION_SECONDS))
+    assert [row["outcome"] for row in run.output] == ["Enabled"] * 3
+    assert {child_input["expectedSeconds"] for _, child_input in accounts.started.values()} == {
+        UNKNOWN_ENCRYPTION_SECONDS
+    }
