@@ -189,6 +189,7 @@ class OrchestrationEngine:
         self._activities: asyncio.Queue[WorkItem] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._episodes: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._reported_diagnostics: set[tuple[str, str]] = set()
         self._diagnostics_lock = threading.Lock()
         self._history_cache = _HistoryCache(HISTORY_CACHE_EVENTS)
@@ -224,6 +225,10 @@ class OrchestrationEngine:
     async def stop(self) -> None:
         """Stop dispatching. Episodes and sync activities already in worker threads finish and commit (the pool
         drains before the database closes); results that are not committed run again on the next start."""
+        # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as the awaited event is set (a
+        # timer signal at the moment of stopping; python/cpython#86296): the timer loop also ends on this flag, or
+        # the gather below would wait for it forever (seen as a benchmark that hung in LocalAzureStack.stop).
+        self._stopping = True
         tasks = [*self._tasks, *self._episodes]
         for task in tasks:
             task.cancel()
@@ -674,7 +679,7 @@ class OrchestrationEngine:
 
     async def _run_timers(self) -> None:
         assert self._timer_signal is not None
-        while True:
+        while not self._stopping:
             now = self._clock.timestamp()
             due: list[int] = []
             while self._timers and self._timers[0][0] <= now:
@@ -689,8 +694,7 @@ class OrchestrationEngine:
                 continue
             # Re-check at least every 0.25 s real time so SimClock.advance() is honoured promptly.
             timeout = min(self._clock.real_seconds_until(self._timers[0][0]), 0.25) if self._timers else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_signal.wait(), timeout=timeout)
+            await _wait_for_signal(self._timer_signal, timeout)
             self._timer_signal.clear()
 
     async def schedule_state(self) -> tuple[bool, float | None]:
@@ -717,6 +721,12 @@ class OrchestrationEngine:
 
     def due_timers(self) -> list[DueTimer]:
         return [DueTimer(row_id, instance_id, fire_at) for fire_at, row_id, instance_id in sorted(self._timers)]
+
+
+async def _wait_for_signal(signal: asyncio.Event, timeout: float | None) -> None:
+    """Until the signal is set or `timeout` real seconds pass."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(signal.wait(), timeout=timeout)
 
 
 def _context_json(instance: InstanceRecord, fragments: list[str], *, is_replaying: bool) -> str:

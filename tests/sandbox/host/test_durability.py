@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
@@ -12,6 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+
+from sandbox.clock import SimClock
+from sandbox.host import engine
+from sandbox.host.host import LocalHost
 
 from .conftest import REPO_ROOT, TOY_APP, http
 
@@ -98,3 +105,24 @@ def test_sigkill_mid_orchestration_then_restart_completes_without_losing_work(tm
     # 600x, each real second a loaded machine spends restarting and replaying adds 10 simulated minutes on top of the
     # 30 (37-40 seen at a load average of 15), so the bound sits between that and the fresh clock's 75.
     assert 30 <= status["output"]["waitedMinutes"] < 60
+
+
+def test_the_host_stops_even_when_asyncio_swallows_the_timer_loops_cancellation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as the awaited event is set
+    # (python/cpython#86296): a benchmark's stack once hung in stop(), its timer loop waiting on. Here every wait of
+    # that loop swallows its cancellation; the host must still stop.
+    async def swallowing(signal_event: asyncio.Event, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(signal_event.wait(), timeout=timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            return
+
+    monkeypatch.setattr(engine, "_wait_for_signal", swallowing)
+    host = LocalHost(TOY_APP, clock=SimClock(600), state_dir=tmp_path / "state")
+    host.start()
+    stopper = threading.Thread(target=host.stop, daemon=True)
+    stopper.start()
+    stopper.join(timeout=10)
+    assert not stopper.is_alive(), "the host did not stop"
