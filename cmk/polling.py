@@ -52,10 +52,10 @@ def monitor_interval_seconds(
     close in on the window. In the window, equal steps of at most the notice budget that land just before the
     expected end (APPROACH_SECONDS), then one just after it (END_MARGIN_SECONDS), so an encryption that ends when
     expected is noticed at once; past the expected end (the estimate was short), once OVERDUE_FIRST_SECONDS later,
-    then the budget. An encryption that ends in the window or later is noticed
-    within the budget; one that ends well before its estimate, within the sparse wait it was in. Without an
-    estimate: the budget in the first hour, then a tenth of the elapsed time (a 3-week encryption costs about 2
-    reads an hour, its end noticed within a tenth of it).
+    then the budget. An encryption that ends in the window or later is noticed within the budget; one that ends
+    well before its estimate, within the sparse wait it was in. Without an estimate: the budget in the first hour,
+    then a tenth of the elapsed time (a 3-week encryption costs about 2 reads an hour, its end noticed within a
+    tenth of it).
     """
     if elapsed_seconds < EARLY_SECONDS:
         return max(1, min(first_seconds, ceiling_seconds))
