@@ -168,7 +168,7 @@ def _read_preview_account(account: ResourceId) -> AccountFacts | None:
     400 or 404 (the api-version retired or not offered; or no account, which the stable read then says)."""
     try:
         preview = clients.cosmos(account.subscription_id, preview=True)
-        body = arm_get_json(preview, str(account), clients.COSMOS_PREVIEW_API_VERSION)
+        body = _arm_get_json(preview, str(account), clients.COSMOS_PREVIEW_API_VERSION)
     except HttpResponseError as error:
         if error.status_code not in (400, 404):
             raise
@@ -188,7 +188,7 @@ _SDK_ERROR_MAP = {
 }
 
 
-def arm_get_json(client: CosmosDBManagementClient, resource_id: str, api_version: str) -> dict[str, Any]:
+def _arm_get_json(client: CosmosDBManagementClient, resource_id: str, api_version: str) -> dict[str, Any]:
     """GET a resource as the SDK's generated operations do, errors included, but keep ARM's JSON: deserializing
     the typed model was a third of what reading an account cost this app's CPU."""
     response = client.send_request(HttpRequest("GET", f"{resource_id}?api-version={api_version}"))

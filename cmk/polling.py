@@ -76,7 +76,7 @@ def monitor_interval_seconds(
         if until_end > 0:
             return max(1, math.ceil(until_end))
         overdue = elapsed_seconds - expected_seconds
-        return min(budget, OVERDUE_FIRST_SECONDS if overdue < OVERDUE_FIRST_SECONDS else budget)
+        return min(budget, OVERDUE_FIRST_SECONDS) if overdue < OVERDUE_FIRST_SECONDS else budget
     return int(min(ceiling_seconds, max(budget, until_window / 2)))
 
 
