@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypedDict, TypeVar
+from typing import Any, NotRequired, ParamSpec, TypedDict, TypeVar
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -20,6 +20,7 @@ DEFAULT_THROTTLE_WAIT_SECONDS = 10
 class ThrottledResult(TypedDict):
     retryAfterSeconds: float
     message: str
+    turn: NotRequired[str]  # paced, not refused: the bucket whose turn the next attempt has (PacingInfo.turn)
 
 
 def retry_after_seconds(error: HttpResponseError, default: int = DEFAULT_THROTTLE_WAIT_SECONDS) -> int:
@@ -103,7 +104,12 @@ def arm_outcomes(activity: Callable[P, R]) -> Callable[P, R | dict[str, Any]]:
             with PACER.activity(pacing, name):
                 return activity(*args, **kwargs)
         except ArmPaced as paced:  # nothing was sent: wait the bucket's turn, as for a 429
-            return {"throttled": {"retryAfterSeconds": paced.wait_seconds, "message": str(paced)}}
+            paced_result: ThrottledResult = {
+                "retryAfterSeconds": paced.wait_seconds,
+                "message": str(paced),
+                "turn": paced.turn,
+            }
+            return {"throttled": paced_result}
         except HttpResponseError as error:
             if is_throttled(error):
                 throttled: ThrottledResult = {

@@ -4,8 +4,8 @@ ARM gives each principal, per subscription and kind of request, a bucket of 250 
 and 200 writes (and 200 deletes) refilled at 10 per second (docs/azure-cmk-facts.md §4); a rollout that asks
 faster is answered 429. Every management client (cmk.clients) sends its requests through `ArmPacingPolicy`,
 which keeps a bucket of its own per subscription and kind, sized by app settings below ARM's (headroom for the
-principal's other callers) and divided by the instances that run activities at once, and one for Resource Graph's
-per-user quota:
+principal's other callers) and divided by the processes that run activities at once (instances times their worker
+processes), and one for Resource Graph's per-user quota:
 
 - An activity's first request that finds its bucket empty is not sent: the activity returns `throttled` with the
   wait (cmk.arm.arm_outcomes), and the orchestrator sleeps it on a durable timer, as it does a 429. The wait is a
@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlparse
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
@@ -54,6 +54,8 @@ AVERAGE_WEIGHT = 0.2
 TIMELINE_JUMP_SECONDS = 3600.0
 # Callers waiting for their turn in one bucket (beyond it they wait without a place: a burst of thousands).
 MAX_RESERVATIONS = 10_000
+# Throttled callers wake on whole multiples of this many seconds (see wake_delay_seconds).
+WAKE_GRID_SECONDS = 1.0
 
 
 class PacingInfo(TypedDict):
@@ -61,6 +63,9 @@ class PacingInfo(TypedDict):
 
     at: str  # the orchestration's current time, ISO 8601
     key: str  # the caller: orchestration instance and activity, the same on every attempt
+    # The bucket ("<subscription>|<kind>") whose turn the caller waited for: honoured by whichever process the
+    # attempt lands on (the Functions host spreads invocations over its worker processes and instances).
+    turn: NotRequired[str]
 
 
 class ArmPaced(Exception):
@@ -70,6 +75,7 @@ class ArmPaced(Exception):
         self.subscription_id = subscription_id
         self.kind = kind
         self.wait_seconds = wait_seconds
+        self.turn = f"{subscription_id}|{kind}"  # what the caller's next attempt names (PacingInfo.turn)
         super().__init__(
             f"paced: this rollout's {kind} in subscription {subscription_id} are at their budget "
             f"(CMK_ARM_{kind.upper()}_PER_SECOND); next in {wait_seconds:g} s"
@@ -118,7 +124,11 @@ class Budget:
         reads = settings.get_float("CMK_ARM_READS_PER_SECOND")
         writes = settings.get_float("CMK_ARM_WRITES_PER_SECOND")
         # ARM's delete bucket has the write bucket's size and refill.
-        return cls({"reads": reads, "writes": writes, "deletes": writes}, settings.get_int("CMK_ARM_PACING_INSTANCES"))
+        # Each worker process of each instance keeps its own buckets (this module's state is per process).
+        processes = max(1, settings.get_int("CMK_ARM_PACING_INSTANCES")) * max(
+            1, settings.get_int("FUNCTIONS_WORKER_PROCESS_COUNT")
+        )
+        return cls({"reads": reads, "writes": writes, "deletes": writes}, processes)
 
     def capacity(self, kind: str) -> float:
         if kind == RESOURCE_GRAPH:
@@ -130,7 +140,8 @@ class Budget:
 class _Bucket:
     tokens: float
     updated_at: float
-    reservations: dict[str, float] = field(default_factory=dict)
+    # caller key -> (requests reserved, when its turn comes), in the order the turns come
+    reservations: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,6 +150,7 @@ class _Caller:
 
     key: str
     activity: str
+    turn: str = ""  # the bucket whose turn it waited for (PacingInfo.turn)
     sent: dict[str, int] = field(default_factory=dict)  # (subscription|kind) -> requests sent
 
 
@@ -173,7 +185,7 @@ class ArmPacer:
             yield
             return
         self.observe(datetime.fromisoformat(info["at"].replace("Z", "+00:00")).timestamp())
-        caller = _Caller(str(info["key"]), activity)
+        caller = _Caller(str(info["key"]), activity, str(info.get("turn") or ""))
         token = _current.set(caller)
         try:
             yield
@@ -192,15 +204,19 @@ class ArmPacer:
             if caller is not None and not caller.sent.get(slot):
                 reserved = bucket.reservations.pop(caller.key, None)
                 if reserved is not None:
-                    bucket.tokens += reserved  # its turn: what it reserved is counted as it sends, from here
+                    bucket.tokens += reserved[0]  # its turn: what it reserved is counted as it sends, from here
+                elif caller.turn == slot:
+                    pass  # its turn, reserved in another process: sent and counted here (that one gives it back)
                 elif bucket.tokens < 1:
                     # Its place in the queue: after the debt and everyone already waiting, with what it is
                     # expected to send reserved now, so those paced together wake one after another.
                     expected = self._per_activity.get((caller.activity, slot), DEFAULT_REQUESTS_PER_ACTIVITY)
-                    if len(bucket.reservations) < MAX_RESERVATIONS:
-                        bucket.reservations[caller.key] = expected
+                    reserving = len(bucket.reservations) < MAX_RESERVATIONS
+                    if reserving:
                         bucket.tokens -= expected
                     wait = max(-bucket.tokens, 1.0) / rate
+                    if reserving:
+                        bucket.reservations[caller.key] = (expected, self._clock + wait)
                     raise ArmPaced(subscription_id, kind, math.ceil(wait * 1000) / 1000)
             # An activity under way, or a request no activity can be paced for (a helper thread): counted, never
             # cut; the debt is repaid before the next activity starts.
@@ -241,6 +257,15 @@ class ArmPacer:
         if bucket.updated_at > 0:  # refilled from the first orchestration time it saw, not from the epoch
             bucket.tokens = min(capacity, bucket.tokens + max(0.0, self._clock - bucket.updated_at) * rate)
         bucket.updated_at = max(bucket.updated_at, self._clock)
+        # A reservation holds its tokens until its turn, then gives them back: the caller sends on its turn (named in
+        # its next attempt) whichever process that attempt lands on, and counts there as it sends; one that came back
+        # elsewhere, or never, costs this bucket nothing after its turn.
+        while bucket.reservations:
+            caller_key, (reserved, turn_at) = next(iter(bucket.reservations.items()))
+            if turn_at > self._clock:
+                break
+            del bucket.reservations[caller_key]
+            bucket.tokens = min(capacity, bucket.tokens + reserved)
         return bucket
 
     def _learn(self, caller: _Caller) -> None:
@@ -279,3 +304,14 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
         response = self.next.send(request)
         self._pacer.after_response(scope, kind, response.http_response.status_code, response.http_response.headers)
         return response
+
+
+def wake_delay_seconds(now_epoch_seconds: float, wait_seconds: float) -> float:
+    """How long a throttled caller sleeps: at least `wait_seconds`, ending on the next whole WAKE_GRID_SECONDS.
+
+    The pacing queue hands out turns a fraction of a second apart; rounded up to one grid, the callers whose turns
+    fall in the same second wake at the same instant and run side by side (the bucket holds ten seconds of refill,
+    so a second's turns at once stay within it) instead of each on a timer of its own. At most one grid later than
+    the turn; a 429's Retry-After is never shortened."""
+    wake = now_epoch_seconds + max(0.0, wait_seconds)
+    return math.ceil(wake / WAKE_GRID_SECONDS - 1e-9) * WAKE_GRID_SECONDS - now_epoch_seconds

@@ -166,6 +166,12 @@ _ALL = (
         "instance that takes more.",
     ),
     Setting(
+        "FUNCTIONS_WORKER_PROCESS_COUNT",
+        "1",
+        "The Functions host's Python worker processes per instance (at most 10). ARM pacing is per process, so each "
+        "paces itself to 1 / (CMK_ARM_PACING_INSTANCES x this) of the app's ARM budget.",
+    ),
+    Setting(
         "CMK_APP_PRINCIPAL_ID",
         "",
         "Object id of the app's own identity: Event Grid events caused by it are ignored, so our PATCHes never loop.",

@@ -12,7 +12,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from cmk.arm_pacing import PacingInfo
+from cmk.arm_pacing import PacingInfo, wake_delay_seconds
 from cmk.orchestration import CustomStatus, OrchestrationConfig, Phase
 
 # How many Retry-After waits one activity call may sit through before the throttling is reported as a failure.
@@ -63,9 +63,12 @@ def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: An
     refusals and throttling that outlasts the waits raise ArmCallFailed (see cmk.arm.arm_outcomes). A dict payload
     carries `armPacing` (cmk.arm_pacing): the orchestration's time and who calls, so the activity's requests are
     paced on the orchestrations' clock and a paced call keeps its place in the queue when it comes back."""
+    turn = ""
     for _ in range(MAX_THROTTLED_WAITS):
         if isinstance(payload, dict):
             pacing: PacingInfo = {"at": now_iso(context), "key": f"{context.instance_id}/{activity}"}
+            if turn:
+                pacing["turn"] = turn
             payload = {**payload, "armPacing": pacing}
         result = yield context.call_activity_with_retry(activity, retry_options(config), payload)
         if isinstance(result, dict) and "refused" in result:
@@ -73,7 +76,9 @@ def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: An
             raise ArmCallFailed(activity, "refused", refused["httpStatus"], refused["code"], refused["message"])
         if not (isinstance(result, dict) and "throttled" in result):
             return result
-        yield sleep(context, result["throttled"]["retryAfterSeconds"])
+        turn = result["throttled"].get("turn", "")  # a paced wait's turn; a 429 gives none
+        now = context.current_utc_datetime.timestamp()
+        yield sleep(context, wake_delay_seconds(now, result["throttled"]["retryAfterSeconds"]))
     raise ArmCallFailed(activity, "throttled", 429, "TooManyRequests", result["throttled"]["message"])
 
 

@@ -64,6 +64,9 @@ class DiscreteEventDriver(threading.Thread):
             if host is None:
                 continue
             try:
+                if host.looks_busy():  # the common case while work goes on: no call into the host's loop
+                    quiet_checks = 0
+                    continue
                 idle, next_timer = host.schedule_state()
             except RuntimeError:
                 return  # the host stopped

@@ -14,6 +14,7 @@ log = logging.getLogger("sandbox.host")
 DEFAULT_HUB_NAME = "TestHubName"  # what Core Tools uses locally when host.json names no hub
 DEFAULT_ROUTE_PREFIX = "api"
 DEFAULT_MAX_ORCHESTRATION_ACTIONS = 100_000
+MAX_WORKER_PROCESSES = 10  # Azure's limit for FUNCTIONS_WORKER_PROCESS_COUNT
 
 
 def _default_concurrency() -> int:
@@ -27,6 +28,15 @@ def default_worker_threads() -> int:
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+def worker_process_count() -> int:
+    """FUNCTIONS_WORKER_PROCESS_COUNT: language worker processes (Azure: default 1, at most 10). At 1 the local host
+    runs the app in its own process; above 1 in that many worker processes (sandbox.host.worker_processes)."""
+    configured = os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return min(int(configured), MAX_WORKER_PROCESSES)
+    return 1
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ history to find the episode's new decisions. The episode commits in one transact
 status, activity work items, timers, child instances and the message for a parent.
 
 Threads: the event loop runs the dispatchers; orchestrator episodes and sync functions run in the worker thread
-pool (the Python worker's pool); every database call runs on one dedicated thread that owns the connection.
+pool (the Python worker's pool); every database call runs on one dedicated thread that owns the connection. With
+FUNCTIONS_WORKER_PROCESS_COUNT above 1 the orchestrator functions and sync activities run in worker processes
+(sandbox.host.worker_processes); the episode around the call (history, replay, commit) stays here.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 from sandbox.clock import SimClock
 from sandbox.host import history as h
 from sandbox.host import worker
-from sandbox.host.app_loader import FunctionRegistry
+from sandbox.host.app_loader import DURABLE_CLIENT, FunctionRegistry
 from sandbox.host.config import HostConfig
 from sandbox.host.history import TERMINAL_STATUSES, EventType, HistoryEvent, HistoryRow, OrchestrationStatus
 from sandbox.host.invoker import FunctionFailedError, FunctionInvoker
@@ -64,6 +66,7 @@ from sandbox.host.store import (
     TaskHubStore,
     WorkItem,
 )
+from sandbox.host.worker_processes import ActivityOutcome, WorkerProcesses, WorkerProcessLostError
 
 log = logging.getLogger("sandbox.host")
 
@@ -169,8 +172,10 @@ class OrchestrationEngine:
         database_path: Path | None,
         worker_pool: ThreadPoolExecutor,
         on_commit: Callable[[str], None] | None = None,
+        worker_processes: WorkerProcesses | None = None,
     ) -> None:
         self._registry = registry
+        self._worker_processes = worker_processes
         self._config = config
         self._clock = clock
         self._pool = worker_pool
@@ -324,6 +329,10 @@ class OrchestrationEngine:
         effects: CommitResult | None = None
         try:
             effects = await self._loop.run_in_executor(self._pool, self._episode, instance_id)
+        except WorkerProcessLostError as lost:
+            # As DTFx abandons a work item whose worker died: nothing was committed, the episode runs again.
+            log.warning("Orchestration %s: %s; the episode runs again", instance_id, lost)
+            self._dirty.add(instance_id)
         except Exception:
             log.exception("Orchestration %s: the host failed to process an episode", instance_id)
         finally:
@@ -525,17 +534,10 @@ class OrchestrationEngine:
         return commit
 
     def _call_orchestrator(self, info: Any, context_json: str) -> tuple[OrchestratorResult, float]:
+        if self._worker_processes is not None:
+            return self._worker_processes.call_orchestrator(info.durable_name.casefold(), context_json)
         assert self._invoker is not None
-        started = time.thread_time()
-        try:
-            returned = self._invoker.invoke_in_worker_thread(info, worker.typed_string(context_json))
-        except Exception as error:
-            cpu = time.thread_time() - started
-            return _result_of_exception(error), cpu
-        cpu = time.thread_time() - started
-        value = returned.value if returned is not None else None
-        state = json.loads(value) if isinstance(value, str | bytes) else value
-        return OrchestratorResult(state if isinstance(state, dict) else None), cpu
+        return call_orchestrator(self._invoker, info, context_json)
 
     def _record_decisions(
         self, commit: EpisodeCommit, instance: InstanceRecord, outcome: ShimOutcome, now: float
@@ -668,10 +670,24 @@ class OrchestrationEngine:
 
     async def _execute_activity(self, info: Any, item: WorkItem) -> HistoryEvent:
         assert self._invoker is not None
+        if self._worker_processes is not None and runs_in_worker_process(info):
+            try:
+                outcome: ActivityOutcome = await asyncio.wrap_future(
+                    self._worker_processes.call_activity(info.durable_name.casefold(), item.input_text or "null")
+                )
+            except WorkerProcessLostError as lost:
+                # The Functions host fails an invocation whose language worker exited.
+                message = f"{type(lost).__name__}: {lost}"
+                return _activity_failure(self.now(), item.task_id, info.durable_name, message, "")
+            if outcome.failure is not None:
+                return _activity_failure(self.now(), item.task_id, info.durable_name, *outcome.failure)
+            text = outcome.result if outcome.result is not None else "null"
+            return h.task_completed(self.now(), item.task_id, text)
         try:
             returned = await self._invoker.invoke(info, worker.typed_string(item.input_text or "null"))
         except FunctionFailedError as failure:  # raised, or its input or output could not be converted
-            return _activity_failure(self.now(), item.task_id, info.durable_name, failure.error, failure.stack)
+            message = f"{type(failure.error).__name__}: {failure.error}"
+            return _activity_failure(self.now(), item.task_id, info.durable_name, message, failure.stack)
         result = returned.value if returned is not None else None
         return h.task_completed(self.now(), item.task_id, result if isinstance(result, str) else json.dumps(result))
 
@@ -699,17 +715,21 @@ class OrchestrationEngine:
 
     async def schedule_state(self) -> tuple[bool, float | None]:
         """(nothing runs or waits to run, fire time of the next timer). On the loop, so it is one consistent view."""
-        assert self._activities is not None
-        idle = not (
+        return not self.looks_busy(), (self._timers[0][0] if self._timers else None)
+
+    def looks_busy(self) -> bool:
+        """Something runs or waits to run. From any thread, a glimpse (not one consistent view: only schedule_state,
+        on the loop, may tell that all is idle), which spares a clock driver a call into the loop while work goes on."""
+        activities = self._activities
+        return bool(
             self._ready
             or self._queued
             or self._running
             or self._episodes
-            or not self._activities.empty()
+            or (activities is not None and not activities.empty())
             or self._busy_activities
             or self._firing_timers
         )
-        return idle, (self._timers[0][0] if self._timers else None)
 
     def wake_timers(self) -> None:
         """After the clock jumped: check the timers now rather than at the next periodic re-check."""
@@ -750,6 +770,26 @@ def _context_json(instance: InstanceRecord, fragments: list[str], *, is_replayin
     )
 
 
+def call_orchestrator(invoker: FunctionInvoker, info: Any, context_json: str) -> tuple[OrchestratorResult, float]:
+    """Call an orchestrator function with the extension's context JSON, on this thread: what it returned (or
+    raised), and the CPU seconds it took."""
+    started = time.thread_time()
+    try:
+        returned = invoker.invoke_in_worker_thread(info, worker.typed_string(context_json))
+    except Exception as error:
+        cpu = time.thread_time() - started
+        return _result_of_exception(error), cpu
+    cpu = time.thread_time() - started
+    value = returned.value if returned is not None else None
+    state = json.loads(value) if isinstance(value, str | bytes) else value
+    return OrchestratorResult(state if isinstance(state, dict) else None), cpu
+
+
+def runs_in_worker_process(info: Any) -> bool:
+    """Sync functions without a durable client binding; the others need the host's event loop and client."""
+    return not info.is_async and not info.input_bindings(DURABLE_CLIENT)
+
+
 def _result_of_exception(error: Exception) -> OrchestratorResult:
     """The SDK raises `Exception(f"{exc}\\n\\n$OutOfProcData$:{state}")`; the extension extracts the state."""
     message = str(error)
@@ -766,9 +806,8 @@ def _result_of_exception(error: Exception) -> OrchestratorResult:
     return OrchestratorResult(None, raised=True, error_text=f"{type(error).__name__}: {error}", stack=stack)
 
 
-def _activity_failure(now: float, task_id: int, name: str, error: BaseException, stack: str) -> HistoryEvent:
-    """TaskActivityShim: `Activity function 'X' failed: <message>`, the cause serialized as Details."""
-    message = f"{type(error).__name__}: {error}"
+def _activity_failure(now: float, task_id: int, name: str, message: str, stack: str) -> HistoryEvent:
+    """TaskActivityShim: `Activity function 'X' failed: <Type>: <message>`, the cause serialized as Details."""
     details = serialize_json(
         {
             "ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Rpc.RpcException",

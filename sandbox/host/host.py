@@ -30,6 +30,7 @@ from sandbox.host.config import (
     default_worker_threads,
     read_settings_file,
     restore_settings,
+    worker_process_count,
 )
 from sandbox.host.durable_api import DurableHttpApi, status_payload
 from sandbox.host.engine import OrchestrationEngine
@@ -37,6 +38,7 @@ from sandbox.host.history import TERMINAL_STATUSES, OrchestrationStatus
 from sandbox.host.http_server import HostHttpServer, HostKeys
 from sandbox.host.invoker import FunctionInvoker
 from sandbox.host.store import InstanceQuery
+from sandbox.host.worker_processes import WorkerProcesses
 
 log = logging.getLogger("sandbox.host")
 
@@ -96,6 +98,7 @@ class LocalHost:
         self._versions: dict[str, int] = {}  # episodes committed per instance, for wait_for
         self._engine: OrchestrationEngine | None = None
         self._worker_pool: ThreadPoolExecutor | None = None
+        self._worker_processes: WorkerProcesses | None = None
         self._durable_api: DurableHttpApi | None = None
         self.keys: HostKeys | None = None
         self.config: HostConfig | None = None
@@ -103,6 +106,11 @@ class LocalHost:
         self.base_url = ""
         # The Durable extension's local listener (rpcBaseUrl): a loopback port of its own, never the public one.
         self.rpc_url = ""
+
+    @property
+    def worker_processes(self) -> WorkerProcesses | None:
+        """The worker processes the app runs in (FUNCTIONS_WORKER_PROCESS_COUNT above 1), else None."""
+        return self._worker_processes
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -150,6 +158,10 @@ class LocalHost:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._save_anchor_if_changed()
         self._worker_pool = ThreadPoolExecutor(default_worker_threads(), thread_name_prefix="worker")
+        if worker_process_count() > 1:
+            # After the settings: the worker processes inherit this process's environment, as they do in Azure.
+            self._worker_processes = WorkerProcesses(self.app_dir, worker_process_count(), default_worker_threads())
+            self._worker_processes.start()
         self._engine = OrchestrationEngine(
             registry=self.registry,
             config=self.config,
@@ -157,6 +169,7 @@ class LocalHost:
             database_path=self.state_dir / DATABASE_FILE,
             worker_pool=self._worker_pool,
             on_commit=self._on_commit,
+            worker_processes=self._worker_processes,
         )
 
     def stop(self) -> None:
@@ -176,6 +189,9 @@ class LocalHost:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self._worker_processes is not None:
+            self._worker_processes.stop()
+            self._worker_processes = None
         self._save_anchor_if_changed()
         # The settings were this process's environment while the app ran; later hosts must not inherit them.
         restore_settings(self._previous_environment)
@@ -284,6 +300,11 @@ class LocalHost:
         """(the engine is idle, simulated time of its next durable timer), for a discrete-event clock driver."""
         engine = self._engine_or_fail()
         return self._call(engine.schedule_state())
+
+    def looks_busy(self) -> bool:
+        """A glimpse from any thread that the engine has work (see OrchestrationEngine.looks_busy); never proof that
+        it is idle."""
+        return self._engine_or_fail().looks_busy()
 
     def wake_timers(self) -> None:
         engine = self._engine_or_fail()

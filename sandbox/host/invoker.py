@@ -110,11 +110,12 @@ class FunctionFailedError(Exception):
 class FunctionInvoker:
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
-        worker_pool: ThreadPoolExecutor,
+        loop: asyncio.AbstractEventLoop | None,
+        worker_pool: ThreadPoolExecutor | None,
         app_directory: str,
         client_binding: Any,
     ) -> None:
+        """`loop` and `worker_pool` are needed by `invoke` only (a worker process calls `invoke_in_worker_thread`)."""
         self._loop = loop
         self._pool = worker_pool
         self._app_directory = app_directory
@@ -139,6 +140,7 @@ class FunctionInvoker:
         binding); raises FunctionFailedError when the input cannot be decoded, the function raises or its result
         cannot be encoded (already logged)."""
         invocation_id = str(uuid.uuid4())
+        assert self._loop is not None
         try:
             arguments = self._arguments(info, trigger, invocation_id)
             if info.is_async:

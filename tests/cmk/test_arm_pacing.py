@@ -10,24 +10,37 @@ from typing import Any
 import pytest
 
 from cmk.arm import arm_outcomes
-from cmk.arm_pacing import ArmPaced, ArmPacer, Budget, PacingInfo, bucket_of, request_kind, subscription_of
+from cmk.arm_pacing import (
+    ArmPaced,
+    ArmPacer,
+    Budget,
+    PacingInfo,
+    bucket_of,
+    request_kind,
+    subscription_of,
+    wake_delay_seconds,
+)
 
 SUB = "00000001-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+READS = f"{SUB}|reads"  # the bucket a turn is for (PacingInfo.turn)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _info(key: str, seconds: float = 0.0) -> PacingInfo:
-    return {"at": (START + timedelta(seconds=seconds)).isoformat(), "key": key}
+def _info(key: str, seconds: float = 0.0, turn: str = "") -> PacingInfo:
+    info: PacingInfo = {"at": (START + timedelta(seconds=seconds)).isoformat(), "key": key}
+    if turn:
+        info["turn"] = turn
+    return info
 
 
 def _pacer(reads: float = 20.0, instances: int = 1) -> ArmPacer:
     return ArmPacer(Budget({"reads": reads, "writes": 8.0, "deletes": 8.0}, instances))
 
 
-def _run(pacer: ArmPacer, key: str, requests: int, at: float = 0.0) -> float | None:
+def _run(pacer: ArmPacer, key: str, requests: int, at: float = 0.0, turn: str = "") -> float | None:
     """An activity sending `requests` reads in SUB; the wait it was told, or None when it ran."""
     try:
-        with pacer.activity(_info(key, at), "preflight_activity"):
+        with pacer.activity(_info(key, at, turn), "preflight_activity"):
             for _ in range(requests):
                 pacer.before_send(SUB, "reads")
     except ArmPaced as paced:
@@ -80,10 +93,25 @@ def test_a_burst_of_ten_seconds_goes_then_activities_wait_their_turn_one_after_a
     assert waits == sorted(waits) and len(set(waits)) == 5, waits  # a queue, not a herd
     # Each waits for what those before it will send: 4 reads at 20/s is 0.2 s apiece.
     assert waits[1] - waits[0] == pytest.approx(0.2, abs=0.01)
-    # Its turn comes on the orchestrations' clock: then it runs, whatever the bucket holds.
-    assert _run(pacer, "b4", 4, at=waits[4]) is None
-    # One that came back too early is told again.
+    # Each turn comes on the orchestrations' clock: then its caller runs, whatever the bucket holds.
+    for index, wait in enumerate(waits):
+        assert _run(pacer, f"b{index}", 4, at=wait, turn=READS) is None
+    # One that came after them, at the last turn's instant, is told to wait: they took what the bucket refilled.
     assert _run(pacer, "c0", 4, at=waits[4]) is not None
+
+
+def test_a_turn_one_process_gave_is_honoured_by_another_and_given_back_by_the_first() -> None:
+    # The Functions host spreads invocations over worker processes and instances, each with its own buckets.
+    first, second = _pacer(instances=2), _pacer(instances=2)
+    for name, pacer in (("first", first), ("second", second)):
+        assert [_run(pacer, f"{name}-{i}", 4) for i in range(25)] == [None] * 25  # each bucket's 100 tokens
+    wait = _run(first, "x", 4)
+    assert wait is not None
+    # x's next attempt lands on the second process, which never queued it: on its turn it runs there.
+    assert _run(second, "x", 4, at=wait, turn=READS) is None
+    assert _run(second, "y", 4, at=wait) is not None  # another caller without a turn queues
+    # The first gives x's reservation back at its turn, so it costs the first nothing: z runs there.
+    assert _run(first, "z", 4, at=wait) is None
 
 
 def test_an_activity_under_way_is_never_cut() -> None:
@@ -139,3 +167,36 @@ def test_a_paced_activity_returns_throttled_with_its_wait(monkeypatch: pytest.Mo
     assert isinstance(results[4], dict) and results[4]["throttled"]["retryAfterSeconds"] > 0
     assert "paced" in results[4]["throttled"]["message"]
     assert len(sent) == 12  # the fourth sent its three reads into debt; the two after it sent nothing
+
+
+def test_each_worker_process_of_each_instance_paces_itself_to_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMK_ARM_READS_PER_SECOND", "20")
+    monkeypatch.setenv("CMK_ARM_PACING_INSTANCES", "2")
+    monkeypatch.setenv("FUNCTIONS_WORKER_PROCESS_COUNT", "2")
+    assert Budget.from_settings().per_second["reads"] == 5.0
+    monkeypatch.delenv("FUNCTIONS_WORKER_PROCESS_COUNT")
+    assert Budget.from_settings().per_second["reads"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("now", "wait", "slept"),
+    [
+        (100.0, 0.3, 1.0),  # the turn at 100.3 s: woken at 101 s
+        (100.25, 0.5, 0.75),  # 100.75 s: 101 s
+        (100.0, 1.0, 1.0),  # on the grid already: not a second later
+        (100.5, 0.0, 0.5),  # no wait still ends on the grid
+        (100.0, 7.2, 8.0),  # a 429's Retry-After is never shortened
+    ],
+)
+def test_a_throttled_caller_wakes_on_the_next_whole_second(now: float, wait: float, slept: float) -> None:
+    assert wake_delay_seconds(now, wait) == pytest.approx(slept)
+    assert wake_delay_seconds(now, wait) >= wait
+
+
+def test_turns_in_the_same_second_wake_together() -> None:
+    pacer = _pacer(reads=4.0)  # a burst of 40 reads, then a turn every half second for two-read activities
+    waits = [_run(pacer, f"a{index}", 2) for index in range(24)]
+    turns = [wait for wait in waits if wait is not None]
+    assert len(turns) == 4 and len(set(turns)) == 4  # four turns, each a different instant
+    wakes = [wake_delay_seconds(0.0, wait) for wait in turns]
+    assert wakes == pytest.approx([1.0, 1.0, 2.0, 2.0])  # two wake-ups, each running two activities side by side

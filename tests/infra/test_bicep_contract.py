@@ -40,6 +40,9 @@ APP_SETTING_VARIABLES = ((MAIN, "appSettings"), (MAIN, "durableTaskSchedulerSett
 EXCLUDED_SETTINGS: dict[str, str] = {
     # Empty: the ARM endpoint of AZURE_CLOUD. Only the local simulator sets it; in Azure the cloud's own is right.
     "ARM_ENDPOINT": "keeps its default (the endpoint of AZURE_CLOUD) in Azure",
+    # The platform's own setting, read so ARM pacing divides its budget by the worker processes; the plan's default
+    # (one Python worker process) is what the deployment runs.
+    "FUNCTIONS_WORKER_PROCESS_COUNT": "the Functions platform's default (1) in Azure",
 }
 
 # Settings whose value comes from the deployment itself rather than from a parameter with a default.
