@@ -134,6 +134,8 @@ def rollout(
         # The least simulated time ARM's real buckets allow for these requests (a subscription's reads beyond its
         # 250 at 25 a second, writes beyond 200 at 10): what pacing may not make the run slower than.
         "armBucketBoundSeconds": _bucket_bound(arm),
+        # The same with the budget the app keeps by default, below ARM's: what its pacing aims at.
+        "appBudgetBoundSeconds": _bucket_bound(arm, APP_BUDGET),
         "peakConcurrentEncryptions": peak,
         "wallSeconds": round(time.perf_counter() - wall, 1),
         **_cpu_and_memory(),
@@ -202,15 +204,21 @@ def _worst(noticed: list[tuple[float, float]], keep: Callable[[float], bool]) ->
     return round(max(chosen), 1) if chosen else None
 
 
-def _bucket_bound(arm: list[dict[str, Any]]) -> float:
+# ARM's buckets per principal and subscription: (burst, refill per second).
+ARM_BUCKETS = {"reads": (250, 25.0), "writes": (200, 10.0)}
+# What the app allows itself by default (CMK_ARM_READS_PER_SECOND, CMK_ARM_WRITES_PER_SECOND, ten seconds of burst):
+# the rest of ARM's refill is headroom for the identity's other callers.
+APP_BUDGET = {"reads": (200, 20.0), "writes": (80, 8.0)}
+
+
+def _bucket_bound(arm: list[dict[str, Any]], buckets: dict[str, tuple[int, float]] = ARM_BUCKETS) -> float:
     counts: dict[tuple[str, str], int] = {}
     for request in arm:
         parts = request["path"].split("/")
         if len(parts) > 2 and parts[1].lower() == "subscriptions" and request["status"] != 429:
             kind = "reads" if request["method"] in ("GET", "HEAD") else "writes"
             counts[(parts[2].lower(), kind)] = counts.get((parts[2].lower(), kind), 0) + 1
-    bucket = {"reads": (250, 25.0), "writes": (200, 10.0)}
-    return round(max([(n - bucket[k][0]) / bucket[k][1] for (_, k), n in counts.items()] + [0.0]), 1)
+    return round(max([(n - buckets[k][0]) / buckets[k][1] for (_, k), n in counts.items()] + [0.0]), 1)
 
 
 def sequential_script(accounts: int) -> dict[str, Any]:

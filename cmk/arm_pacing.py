@@ -56,6 +56,9 @@ TIMELINE_JUMP_SECONDS = 3600.0
 MAX_RESERVATIONS = 10_000
 # Throttled callers wake on whole multiples of this many seconds (see wake_delay_seconds).
 WAKE_GRID_SECONDS = 1.0
+# A turn not taken this long after it came gives its tokens back. Longer than the wake grid, so a caller back in this
+# process on time finds its reservation (given back earlier, its tokens would be spent twice: by others and by it).
+UNCLAIMED_TURN_SECONDS = 2 * WAKE_GRID_SECONDS
 
 
 class PacingInfo(TypedDict):
@@ -71,11 +74,13 @@ class PacingInfo(TypedDict):
 class ArmPaced(Exception):
     """The activity's first request found its bucket empty: nothing was sent; try again in `wait_seconds`."""
 
-    def __init__(self, subscription_id: str, kind: str, wait_seconds: float) -> None:
+    def __init__(self, subscription_id: str, kind: str, wait_seconds: float, *, reserved: bool = True) -> None:
         self.subscription_id = subscription_id
         self.kind = kind
         self.wait_seconds = wait_seconds
-        self.turn = f"{subscription_id}|{kind}"  # what the caller's next attempt names (PacingInfo.turn)
+        # What the caller's next attempt names (PacingInfo.turn): only a reserved place is a turn; a caller beyond
+        # the queue's bound waits without one and queues again.
+        self.turn = f"{subscription_id}|{kind}" if reserved else ""
         super().__init__(
             f"paced: this rollout's {kind} in subscription {subscription_id} are at their budget "
             f"(CMK_ARM_{kind.upper()}_PER_SECOND); next in {wait_seconds:g} s"
@@ -217,7 +222,7 @@ class ArmPacer:
                     wait = max(-bucket.tokens, 1.0) / rate
                     if reserving:
                         bucket.reservations[caller.key] = (expected, self._clock + wait)
-                    raise ArmPaced(subscription_id, kind, math.ceil(wait * 1000) / 1000)
+                    raise ArmPaced(subscription_id, kind, math.ceil(wait * 1000) / 1000, reserved=reserving)
             # An activity under way, or a request no activity can be paced for (a helper thread): counted, never
             # cut; the debt is repaid before the next activity starts.
             bucket.tokens -= 1
@@ -257,12 +262,12 @@ class ArmPacer:
         if bucket.updated_at > 0:  # refilled from the first orchestration time it saw, not from the epoch
             bucket.tokens = min(capacity, bucket.tokens + max(0.0, self._clock - bucket.updated_at) * rate)
         bucket.updated_at = max(bucket.updated_at, self._clock)
-        # A reservation holds its tokens until its turn, then gives them back: the caller sends on its turn (named in
-        # its next attempt) whichever process that attempt lands on, and counts there as it sends; one that came back
-        # elsewhere, or never, costs this bucket nothing after its turn.
+        # A reservation holds its tokens until its caller comes back for them. The caller sends on its turn (named in
+        # its next attempt) whichever process that attempt lands on, and counts there as it sends; a turn not taken
+        # here soon after it came (the caller came back to another process, or never) gives its tokens back.
         while bucket.reservations:
             caller_key, (reserved, turn_at) = next(iter(bucket.reservations.items()))
-            if turn_at > self._clock:
+            if turn_at + UNCLAIMED_TURN_SECONDS > self._clock:
                 break
             del bucket.reservations[caller_key]
             bucket.tokens = min(capacity, bucket.tokens + reserved)

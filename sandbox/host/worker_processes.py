@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -58,7 +59,7 @@ class ActivityOutcome:
 
 
 class _WorkerProcess:
-    def __init__(self, index: int, app_dir: Path, threads: int, on_lost: Any) -> None:
+    def __init__(self, index: int, app_dir: Path, threads: int, on_lost: Callable[[_WorkerProcess], None]) -> None:
         self.index = index
         self._app_dir = app_dir
         self._threads = threads
@@ -115,12 +116,14 @@ class _WorkerProcess:
             self._pending[call_id] = future
         try:
             with self._send_lock:
-                assert self._connection is not None
+                if self._connection is None:
+                    raise OSError("not started")
                 self._connection.send((call_id, kind, function_key, text))
-        except (OSError, AssertionError) as error:
+        except OSError as error:
             with self._pending_lock:
-                self._pending.pop(call_id, None)
-            future.set_exception(WorkerProcessLostError(f"worker process {self.index}: {error}"))
+                unanswered = self._pending.pop(call_id, None)
+            if unanswered is not None:  # else the reader already failed it, as the process died
+                unanswered.set_exception(WorkerProcessLostError(f"worker process {self.index}: {error}"))
         return future
 
     def _read(self) -> None:
@@ -133,7 +136,6 @@ class _WorkerProcess:
                 break
             with self._pending_lock:
                 future = self._pending.pop(call_id, None)
-
             self.replies += 1
             if future is None:
                 continue
@@ -178,6 +180,8 @@ class WorkerProcesses:
         self._replaced = threading.Condition()
         self._turns = itertools.count()
         self._workers = [_WorkerProcess(index, app_dir, threads, self._lost) for index in range(count)]
+        # Activity calls made while no worker process was alive: sent to the first one back.
+        self._deferred: list[tuple[str, str, Future[ActivityOutcome]]] = []
 
     def start(self) -> None:
         # Started side by side: each imports the app, about a second apiece.
@@ -206,24 +210,34 @@ class WorkerProcesses:
         """Calls answered by each worker process (its current one, after a restart)."""
         return [worker.replies for worker in self._workers]
 
-    def _next(self) -> _WorkerProcess:
+    def _live(self) -> _WorkerProcess | None:
         # Round robin over the live processes, as the Functions host's RpcFunctionInvocationDispatcherLoadBalancer
-        # picks a worker channel (azure-functions-host: a shared counter modulo the channels ready for invocations);
-        # while every one is being started again, calls wait for the first back.
-        with self._replaced:
-            while True:
-                live = [worker for worker in self._workers if worker.alive]
-                if live or self._closing:
-                    return live[next(self._turns) % len(live)] if live else self._workers[0]
-                self._replaced.wait(timeout=START_TIMEOUT_SECONDS)
+        # picks a worker channel (azure-functions-host: a shared counter modulo the channels ready for invocations).
+        live = [worker for worker in self._workers if worker.alive]
+        return live[next(self._turns) % len(live)] if live else None
 
     def call_orchestrator(self, function_key: str, context_json: str) -> tuple[Any, float]:
-        """Run an orchestrator function on a worker process (blocking); its OrchestratorResult and CPU seconds."""
-        result: tuple[Any, float] = self._next().call(ORCHESTRATOR, function_key, context_json).result()
+        """Run an orchestrator function on a worker process (blocking: a worker thread of the host's); its
+        OrchestratorResult and CPU seconds. While every worker process is being started again, it waits."""
+        with self._replaced:
+            worker = self._live()
+            while worker is None and not self._closing:
+                self._replaced.wait(timeout=START_TIMEOUT_SECONDS)
+                worker = self._live()
+        if worker is None:
+            raise WorkerProcessLostError("no worker process is running")
+        result: tuple[Any, float] = worker.call(ORCHESTRATOR, function_key, context_json).result()
         return result
 
     def call_activity(self, function_key: str, input_text: str) -> Future[ActivityOutcome]:
-        return self._next().call(ACTIVITY, function_key, input_text)
+        """Run a sync activity on a worker process; never blocks (the host's event loop calls it)."""
+        with self._replaced:
+            worker = self._live()
+            if worker is None:
+                deferred: Future[ActivityOutcome] = Future()
+                self._deferred.append((function_key, input_text, deferred))
+                return deferred
+        return worker.call(ACTIVITY, function_key, input_text)
 
     def _lost(self, worker: _WorkerProcess) -> None:
         if self._closing:
@@ -234,10 +248,19 @@ class WorkerProcesses:
             replacement.start()
         except Exception:
             log.exception("Worker process %d could not be started again", worker.index)
+            with self._replaced:
+                if any(other.alive for other in self._workers):
+                    return
+                deferred, self._deferred = self._deferred, []
+            for _, _, waiting in deferred:
+                waiting.set_exception(WorkerProcessLostError("no worker process could be started again"))
             return
         with self._replaced:
             self._workers[worker.index] = replacement
             self._replaced.notify_all()
+            deferred, self._deferred = self._deferred, []
+        for function_key, input_text, waiting in deferred:
+            _chain(replacement.call(ACTIVITY, function_key, input_text), waiting)
         worker.stop()
 
     def kill(self, index: int) -> None:
@@ -245,9 +268,25 @@ class WorkerProcesses:
         self._workers[index].kill()
 
     def stop(self) -> None:
-        self._closing = True
+        with self._replaced:
+            self._closing = True
+            self._replaced.notify_all()
+            deferred, self._deferred = self._deferred, []
+        for _, _, waiting in deferred:
+            waiting.set_exception(WorkerProcessLostError("the host stopped"))
         for worker in list(self._workers):
             worker.stop()
+
+
+def _chain(source: Future[Any], target: Future[Any]) -> None:
+    def copy(done: Future[Any]) -> None:
+        error = done.exception()
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
 
 
 # --- the worker process's side --------------------------------------------------------------------------------------

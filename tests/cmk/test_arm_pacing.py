@@ -11,6 +11,8 @@ import pytest
 
 from cmk.arm import arm_outcomes
 from cmk.arm_pacing import (
+    MAX_RESERVATIONS,
+    UNCLAIMED_TURN_SECONDS,
     ArmPaced,
     ArmPacer,
     Budget,
@@ -110,8 +112,23 @@ def test_a_turn_one_process_gave_is_honoured_by_another_and_given_back_by_the_fi
     # x's next attempt lands on the second process, which never queued it: on its turn it runs there.
     assert _run(second, "x", 4, at=wait, turn=READS) is None
     assert _run(second, "y", 4, at=wait) is not None  # another caller without a turn queues
-    # The first gives x's reservation back at its turn, so it costs the first nothing: z runs there.
-    assert _run(first, "z", 4, at=wait) is None
+    # Nine more queue in the first after x, a turn every 0.4 s (4 reads at 10/s).
+    assert [_run(first, f"r{i}", 4) for i in range(9)] == pytest.approx([0.8 + 0.4 * i for i in range(9)])
+    # x never came back there: its reservation is given back UNCLAIMED_TURN_SECONDS after its turn (the later ones
+    # are still in their grace), so a newcomer then waits for the nine alone, not for x as well.
+    later = wait + UNCLAIMED_TURN_SECONDS
+    refilled = later * 10
+    assert _run(first, "z", 4, at=later) == pytest.approx((36 + 4 - refilled) / 10)  # the nine, then its own
+
+
+def test_a_turn_taken_on_time_is_not_spent_twice() -> None:
+    pacer = _pacer()
+    assert [_run(pacer, f"a{i}", 4) for i in range(50)] == [None] * 50  # the burst: the bucket is empty
+    wait = _run(pacer, "x", 4)
+    assert wait is not None and wait == pytest.approx(0.2)
+    # At x's turn a newcomer comes first: what refilled is x's, so the newcomer waits, and x runs.
+    assert _run(pacer, "y", 4, at=wait) is not None
+    assert _run(pacer, "x", 4, at=wait, turn=READS) is None
 
 
 def test_an_activity_under_way_is_never_cut() -> None:
@@ -200,3 +217,17 @@ def test_turns_in_the_same_second_wake_together() -> None:
     assert len(turns) == 4 and len(set(turns)) == 4  # four turns, each a different instant
     wakes = [wake_delay_seconds(0.0, wait) for wait in turns]
     assert wakes == pytest.approx([1.0, 1.0, 2.0, 2.0])  # two wake-ups, each running two activities side by side
+
+
+def test_a_caller_beyond_the_queue_waits_without_a_turn() -> None:
+    pacer = _pacer()
+    assert [_run(pacer, f"a{i}", 4) for i in range(50)] == [None] * 50
+
+    def told(key: str) -> ArmPaced:
+        with pytest.raises(ArmPaced) as paced, pacer.activity(_info(key), "preflight_activity"):
+            pacer.before_send(SUB, "reads")
+        return paced.value
+
+    assert told("first").turn == READS  # a place in the queue is a turn, named in the next attempt
+    assert all(_run(pacer, f"q{i}", 4) is not None for i in range(MAX_RESERVATIONS - 1))  # the queue is full
+    assert told("beyond").turn == ""  # no place, no turn: it queues again when it comes back

@@ -80,21 +80,24 @@ def test_a_rollout_runs_in_the_worker_processes_and_every_account_is_enabled() -
 
 
 @pytest.mark.timeout(240)
-def test_a_worker_process_that_dies_mid_rollout_loses_no_account() -> None:
+@pytest.mark.parametrize("killed", [[0], [0, 1]], ids=["one", "both"])
+def test_worker_processes_that_die_mid_rollout_lose_no_account(killed: list[int]) -> None:
     world, account_ids = _world()
     with _stack(world) as stack:
         assert stack.host is not None
         workers = stack.host.worker_processes
         assert workers is not None
-        first_pid = workers.pids[0]
+        first_pids = workers.pids
         instance_id = _start(stack)
         deadline = time.monotonic() + 60
         while workers.replies[0] < 20 or not workers.in_flight[0]:
             assert time.monotonic() < deadline, workers.replies
             time.sleep(0.001)
-        workers.kill(0)  # with calls under way: they are lost with it
+        for index in killed:  # with calls under way: they are lost with it; with both, calls wait for a restart
+            workers.kill(index)
         status = _finished(stack, instance_id)
         report = requests.get(f"{stack.host_url}/api/cmk/rollouts/{instance_id}/report", timeout=60).text
         assert status["output"]["totals"] == {"Enabled": ACCOUNTS}, report
         assert _encrypted_in_azure(stack, account_ids) == account_ids
-        assert workers.pids[0] != first_pid and workers.replies[0] > 0  # started again, and working
+        for index in killed:  # started again, and working
+            assert workers.pids[index] != first_pids[index] and workers.replies[index] > 0
