@@ -28,8 +28,11 @@ from azure.mgmt.cosmosdb import CosmosDBManagementClient, models
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault import models as keyvault_models
 
+from cmk.arm_pacing import BURST_SECONDS
+from cmk.settings import SETTINGS
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, SYSTEM, TENANT, peak_concurrent_key_operations
+from sandbox.host.config import worker_process_count
 from sandbox.stack import LocalAzureStack
 
 SUBSCRIPTIONS = [f"{index:08d}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for index in range(1, 11)]
@@ -54,8 +57,7 @@ def build_world(accounts: int, seed: int = 7, sizes: list[float] = SIZES_GIB, *,
 def worker_processes() -> int:
     """The app's worker processes in these runs: FUNCTIONS_WORKER_PROCESS_COUNT from the environment, else one per
     core, as Azure's guidance for CPU-bound Python apps has it."""
-    configured = os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT", "").strip()
-    return int(configured) if configured.isdigit() and int(configured) > 0 else os.cpu_count() or 1
+    return worker_process_count() if os.environ.get("FUNCTIONS_WORKER_PROCESS_COUNT") else os.cpu_count() or 1
 
 
 def _stack(world: dict[str, Any]) -> LocalAzureStack:
@@ -206,9 +208,12 @@ def _worst(noticed: list[tuple[float, float]], keep: Callable[[float], bool]) ->
 
 # ARM's buckets per principal and subscription: (burst, refill per second).
 ARM_BUCKETS = {"reads": (250, 25.0), "writes": (200, 10.0)}
-# What the app allows itself by default (CMK_ARM_READS_PER_SECOND, CMK_ARM_WRITES_PER_SECOND, ten seconds of burst):
-# the rest of ARM's refill is headroom for the identity's other callers.
-APP_BUDGET = {"reads": (200, 20.0), "writes": (80, 8.0)}
+# What the app allows itself by default (CMK_ARM_READS_PER_SECOND, CMK_ARM_WRITES_PER_SECOND, with cmk.arm_pacing's
+# burst): the rest of ARM's refill is headroom for the identity's other callers.
+APP_BUDGET = {
+    kind: (int(float(SETTINGS[name].default) * BURST_SECONDS), float(SETTINGS[name].default))
+    for kind, name in (("reads", "CMK_ARM_READS_PER_SECOND"), ("writes", "CMK_ARM_WRITES_PER_SECOND"))
+}
 
 
 def _bucket_bound(arm: list[dict[str, Any]], buckets: dict[str, tuple[int, float]] = ARM_BUCKETS) -> float:

@@ -686,10 +686,8 @@ class OrchestrationEngine:
         try:
             returned = await self._invoker.invoke(info, worker.typed_string(item.input_text or "null"))
         except FunctionFailedError as failure:  # raised, or its input or output could not be converted
-            message = f"{type(failure.error).__name__}: {failure.error}"
-            return _activity_failure(self.now(), item.task_id, info.durable_name, message, failure.stack)
-        result = returned.value if returned is not None else None
-        return h.task_completed(self.now(), item.task_id, result if isinstance(result, str) else json.dumps(result))
+            return _activity_failure(self.now(), item.task_id, info.durable_name, str(failure), failure.stack)
+        return h.task_completed(self.now(), item.task_id, activity_result_text(returned))
 
     # --- durable timers (event loop) ----------------------------------------------------------------------------
 
@@ -783,6 +781,12 @@ def call_orchestrator(invoker: FunctionInvoker, info: Any, context_json: str) ->
     value = returned.value if returned is not None else None
     state = json.loads(value) if isinstance(value, str | bytes) else value
     return OrchestratorResult(state if isinstance(state, dict) else None), cpu
+
+
+def activity_result_text(returned: Any) -> str:
+    """An activity's encoded return value (a Datum, or None) as the TaskCompleted result: JSON text."""
+    result = returned.value if returned is not None else None
+    return result if isinstance(result, str) else json.dumps(result)
 
 
 def runs_in_worker_process(info: Any) -> bool:

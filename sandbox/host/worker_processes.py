@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import socket
@@ -176,6 +175,8 @@ class WorkerProcesses:
     """The host's side of FUNCTIONS_WORKER_PROCESS_COUNT worker processes: start, spread calls, restart, stop."""
 
     def __init__(self, app_dir: Path, count: int, threads: int) -> None:
+        self._app_dir = app_dir
+        self._threads = threads
         self._closing = False
         self._replaced = threading.Condition()
         self._turns = itertools.count()
@@ -243,7 +244,7 @@ class WorkerProcesses:
         if self._closing:
             return
         log.warning("Worker process %d (pid %d) exited; starting it again", worker.index, worker.pid)
-        replacement = _WorkerProcess(worker.index, worker._app_dir, worker._threads, self._lost)
+        replacement = _WorkerProcess(worker.index, self._app_dir, self._threads, self._lost)
         try:
             replacement.start()
         except Exception:
@@ -296,7 +297,7 @@ def serve(connection: Connection, app_dir: Path, threads: int) -> None:
     """Load the app, then run calls until the host closes the connection."""
     from sandbox.host import worker
     from sandbox.host.app_loader import load_app
-    from sandbox.host.engine import call_orchestrator, memoize_sdk_timestamp_parsing
+    from sandbox.host.engine import activity_result_text, call_orchestrator, memoize_sdk_timestamp_parsing
     from sandbox.host.invoker import FunctionFailedError, FunctionInvoker
 
     try:
@@ -312,12 +313,11 @@ def serve(connection: Connection, app_dir: Path, threads: int) -> None:
         info = registry.activities[function_key]
         try:
             returned = invoker.invoke_in_worker_thread(info, worker.typed_string(text))
-            value = returned.value if returned is not None else None
-            return ActivityOutcome(result=value if isinstance(value, str) else json.dumps(value))
+            return ActivityOutcome(result=activity_result_text(returned))
         except Exception as error:
             failure = FunctionFailedError(info.name, str(uuid.uuid4()), error)
             log.error("Executed 'Functions.%s' (Failed, Id=%s)\n%s", info.name, failure.invocation_id, failure.stack)
-            return ActivityOutcome(failure=(f"{type(error).__name__}: {error}", failure.stack))
+            return ActivityOutcome(failure=(str(failure), failure.stack))
 
     def run(call_id: int, kind: str, function_key: str, text: str) -> None:
         reply: Any
