@@ -12,7 +12,10 @@ processes), and one for Resource Graph's per-user quota:
   place in a queue: each paced activity reserves the requests it is expected to send (learned per activity), so
   activities paced together wake one after another, not all at once. Later requests of an activity that has begun
   are sent and counted (the bucket goes into debt, repaid before the next activity starts): an activity is never
-  cut in half, and one that must not be (discovery, which reads metrics in threads) is never paced.
+  cut in half. Requests sent from an activity's helper threads are counted, never held.
+- A batch of independent reads (a rollout's encryption estimates, one Azure Monitor read per account) takes what
+  each bucket holds now (`allowance`) and comes back for the rest once it has refilled (`seconds_until`): the
+  orchestrator sleeps between rounds, so the batch is never in debt and never throttled.
 - What ARM says wins: `x-ms-ratelimit-remaining-subscription-*` (the principal's tokens left, all instances and
   callers counted) lowers the bucket to it, less the headroom, and a 429's Retry-After empties it until then.
 
@@ -253,6 +256,23 @@ class ArmPacer:
                 bucket.tokens = min(bucket.tokens, remaining - headroom)
             if retry_after is not None:
                 bucket.tokens = min(bucket.tokens, -retry_after * rate)
+
+    def allowance(self, subscription_id: str, kind: str) -> int:
+        """Requests that may be sent now without debt (waiting callers' reservations already held back). For a batch
+        of independent reads (cmk.rollouts.estimate_within_budget) that takes what the bucket holds and comes back
+        for the rest, instead of one paced activity that would go into debt."""
+        budget = self.budget()
+        with self._lock:
+            bucket = self._refilled(subscription_id, kind, budget.per_second[kind], budget.capacity(kind))
+            return max(0, math.floor(bucket.tokens))
+
+    def seconds_until(self, subscription_id: str, kind: str, requests: float) -> float:
+        """When the bucket will hold `requests` (at most its capacity), on the orchestrations' clock."""
+        budget = self.budget()
+        rate, capacity = budget.per_second[kind], budget.capacity(kind)
+        with self._lock:
+            bucket = self._refilled(subscription_id, kind, rate, capacity)
+            return max(0.0, min(requests, capacity) - bucket.tokens) / rate
 
     def _refilled(self, subscription_id: str, kind: str, rate: float, capacity: float) -> _Bucket:
         key = (subscription_id, kind)

@@ -3,6 +3,11 @@
 Discovery goes through Azure Resource Graph (one paged query across subscriptions, not a GET per account). The
 graph is a cached snapshot: nothing is decided from it but which accounts to look at and in which order; each
 account's own orchestration re-reads the account through ARM before acting.
+
+The order comes from each account's expected encryption time, estimated from its Azure Monitor metrics: one ARM
+read per account, thousands in a large rollout. They are read in rounds (`estimate_within_budget`), each taking what
+the app's ARM read budget holds in each subscription, the orchestrator sleeping between rounds, so a large fleet's
+estimates neither draw 429s nor starve the principal's other callers.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
 
 from cmk import clients, clouds, settings
-from cmk.arm import describe, is_forbidden, is_not_found
+from cmk.arm import describe, is_forbidden, is_not_found, is_throttled
+from cmk.arm_pacing import PACER, request_kind
 from cmk.auth import Actor
 from cmk.errors import InvalidRequest, shown
-from cmk.fleet import PlannedAccount, expected_encryption_seconds
+from cmk.fleet import UNKNOWN_ENCRYPTION_SECONDS, PlannedAccount, expected_encryption_seconds
 from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
 from cmk.key_uris import accepted_key_uri
 from cmk.orchestration import AccountOutput, Outcome
@@ -38,6 +44,10 @@ MAX_CONCURRENCY = 500
 ID_BATCH = 200
 METRICS_API_VERSION = "2023-10-01"
 METRICS_READERS = 8
+# One estimate round reads at most this many accounts of a subscription (ARM's read burst: more cannot be read at
+# once) and this many in all (the round's payload stays small in the orchestration's history).
+ESTIMATES_PER_SUBSCRIPTION = 250
+MAX_ESTIMATE_BATCH = 2_500
 
 
 class RolloutScope(TypedDict):
@@ -198,7 +208,17 @@ class DiscoveredAccount(TypedDict):
     location: str
     tags: dict[str, str]
     keyVaultKeyUri: str | None
-    expectedSeconds: float
+    # Seconds from Azure Monitor's metrics (estimate_within_budget); absent until estimated. Discovery before
+    # estimates were read in rounds carried it.
+    expectedSeconds: NotRequired[float]
+
+
+class EncryptionEstimates(TypedDict):
+    """One round of estimates: the accounts read (or unreadable: the default estimate), and when to come back for
+    the rest; an account left out was not read this round (its subscription's budget is spent, or ARM said 429)."""
+
+    estimates: dict[str, float]
+    retryAfterSeconds: float
 
 
 class ScopeFinding(TypedDict):
@@ -237,7 +257,8 @@ def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> s
 
 
 def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) -> Discovery:
-    """Every account named or in scope, with what ordering and key choice need. Read-only."""
+    """Every account named or in scope, with what key choice needs (its estimate comes from estimate_within_budget).
+    Read-only."""
     found: dict[str, dict[str, Any]] = {}
     pages = 0
     scope_findings: list[ScopeFinding] = []
@@ -261,8 +282,6 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
         found.update({str(row["id"]).lower(): row for row in rows})
     missing = [str(a) for a in named if a.key not in found]
     rows = sorted(found.values(), key=lambda row: str(row["id"]).lower())
-    with ThreadPoolExecutor(max_workers=METRICS_READERS) as pool:
-        estimates = list(pool.map(lambda row: _estimate(str(row["id"])), rows))
     discovered: list[DiscoveredAccount] = [
         {
             "accountId": str(parse_account_id(row["id"])),
@@ -270,9 +289,8 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
             "location": str(row.get("location") or ""),
             "tags": {str(k): str(v) for k, v in (row.get("tags") or {}).items()},
             "keyVaultKeyUri": row.get("keyVaultKeyUri") or None,
-            "expectedSeconds": estimate,
         }
-        for row, estimate in zip(rows, estimates, strict=True)
+        for row in rows
     ]
     return {"accounts": discovered, "missing": missing, "resourceGraphPages": pages, "scopeFindings": scope_findings}
 
@@ -308,30 +326,79 @@ def _unseen_subscription(subscription: str) -> ScopeFinding:
     }
 
 
-def _estimate(account_id: str) -> float:
-    """Expected encryption time from Azure Monitor: data size, provisioned throughput and its busiest use.
+def next_estimate_batch(pending: list[str]) -> list[str]:
+    """The accounts one estimate round asks for: the first ESTIMATES_PER_SUBSCRIPTION still pending of each
+    subscription, MAX_ESTIMATE_BATCH in all, so every subscription's budget is used in the same round."""
+    per_subscription: dict[str, int] = {}
+    batch: list[str] = []
+    for account_id in pending:
+        subscription = parse_account_id(account_id).subscription_id.lower()
+        taken = per_subscription.get(subscription, 0)
+        if taken < ESTIMATES_PER_SUBSCRIPTION:
+            per_subscription[subscription] = taken + 1
+            batch.append(account_id)
+            if len(batch) == MAX_ESTIMATE_BATCH:
+                break
+    return batch
 
-    Best effort: an account whose metrics cannot be read (throttled, not permitted) gets the default estimate,
-    which only affects the order accounts are started in.
-    """
-    return expected_encryption_seconds(*encryption_inputs(account_id))
+
+def estimate_within_budget(account_ids: list[str]) -> EncryptionEstimates:
+    """Expected encryption times from Azure Monitor for as many of `account_ids` as each subscription's ARM read
+    budget allows now (cmk.arm_pacing; the caller's pacing info has set the clock), and when the rest may be read.
+
+    Best effort: an account whose metrics cannot be read (not permitted, not found, a fault that outlived the SDK's
+    retries) gets the default estimate, which only affects the order accounts are started in. A 429 leaves the
+    account for a later round."""
+    by_subscription: dict[str, list[str]] = {}
+    for account_id in account_ids:
+        by_subscription.setdefault(parse_account_id(account_id).subscription_id.lower(), []).append(account_id)
+    reads = request_kind("GET")
+    chosen: list[str] = []
+    for subscription, accounts in by_subscription.items():
+        chosen += accounts[: PACER.allowance(subscription, reads)]
+    with ThreadPoolExecutor(max_workers=METRICS_READERS) as pool:
+        read = list(pool.map(_estimate_unless_throttled, chosen))
+    estimates = {account_id: seconds for account_id, seconds in zip(chosen, read, strict=True) if seconds is not None}
+    # Back when the soonest subscription with accounts left has refilled half its bucket (or all it needs): rounds a
+    # few seconds apart, each reading many accounts, not one round per token.
+    waits = [
+        PACER.seconds_until(subscription, reads, min(left, PACER.budget().capacity(reads) / 2))
+        for subscription, accounts in by_subscription.items()
+        if (left := sum(1 for account_id in accounts if account_id not in estimates))
+    ]
+    return {"estimates": estimates, "retryAfterSeconds": round(min(waits), 3) if waits else 0.0}
+
+
+def _estimate_unless_throttled(account_id: str) -> float | None:
+    try:
+        return expected_encryption_seconds(*_read_encryption_inputs(account_id))
+    except HttpResponseError as error:
+        if is_throttled(error):
+            return None
+        return UNKNOWN_ENCRYPTION_SECONDS
+    except (AzureError, ValueError):
+        return UNKNOWN_ENCRYPTION_SECONDS
 
 
 def encryption_inputs(account_id: str) -> tuple[float | None, float | None]:
     """(data size in bytes, spare RU/s) from Azure Monitor: the inputs of cmk.fleet.expected_encryption_seconds,
     spare being the provisioned throughput less its busiest use in the last hour; (None, None) when unreadable."""
+    try:
+        return _read_encryption_inputs(account_id)
+    except (AzureError, HttpResponseError, ValueError):
+        return None, None
+
+
+def _read_encryption_inputs(account_id: str) -> tuple[float | None, float | None]:
     account = parse_account_id(account_id)
     url = (
         f"{clouds.arm_endpoint()}{account}/providers/Microsoft.Insights/metrics"
         f"?api-version={METRICS_API_VERSION}&metricnames=DataUsage,ProvisionedThroughput,NormalizedRUConsumption"
         "&aggregation=Maximum&interval=PT1H&timespan=PT1H"
     )
-    try:
-        response = clients.cosmos(account.subscription_id).send_request(HttpRequest("GET", url))
-        response.raise_for_status()
-        maxima = _metric_maxima(response.json())
-    except (AzureError, HttpResponseError, ValueError):
-        return None, None
+    response = clients.cosmos(account.subscription_id).send_request(HttpRequest("GET", url))
+    response.raise_for_status()
+    maxima = _metric_maxima(response.json())
     provisioned = maxima.get("ProvisionedThroughput")
     busy_percent = maxima.get("NormalizedRUConsumption", 0.0)
     spare = provisioned * max(0.0, 1 - busy_percent / 100) if provisioned is not None else None
@@ -410,7 +477,7 @@ def plan_accounts(request: RolloutRequest, discovery: Discovery) -> tuple[list[P
                 "accountId": account["accountId"],
                 "subscriptionId": account["subscriptionId"],
                 "keyUri": key_uri,
-                "expectedSeconds": account["expectedSeconds"],
+                "expectedSeconds": account.get("expectedSeconds", UNKNOWN_ENCRYPTION_SECONDS),
             }
         )
     return planned, rows

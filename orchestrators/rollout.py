@@ -20,10 +20,20 @@ from azure.durable_functions.models.Task import TaskState, TimerTask
 
 from activities.collect_lane_rows import COLLECT_LANE_ROWS, CollectedRows
 from activities.discover_accounts import DISCOVER_ACCOUNTS
+from activities.estimate_encryption import ESTIMATE_ENCRYPTION
 from activities.summarize_rollout import SUMMARIZE_ROLLOUT
+from cmk.arm_pacing import WAKE_GRID_SECONDS, wake_delay_seconds
 from cmk.fleet import PlannedAccount, plan_lanes, preparing_per_lane
 from cmk.orchestration import LANE_ORCHESTRATOR, ROLLOUT_ORCHESTRATOR, OrchestrationConfig
-from cmk.rollouts import Discovery, ReportRow, RolloutRequest, plan_accounts, unplanned_row
+from cmk.rollouts import (
+    Discovery,
+    EncryptionEstimates,
+    ReportRow,
+    RolloutRequest,
+    next_estimate_batch,
+    plan_accounts,
+    unplanned_row,
+)
 from orchestrators.rollout_lane import LaneInput, LaneTemplate
 from orchestrators.steps import call_arm, first_line, now_iso, sleep
 
@@ -34,6 +44,10 @@ FIRST_STATUS_REFRESH_SECONDS = 60
 MAX_STATUS_REFRESH_SECONDS = 600
 # About 16 hours of refreshes (60 s doubling to 600 s) per generation: short rollouts never continue as new.
 REFRESHES_PER_GENERATION = 100
+# Rounds of encryption estimates (one Azure Monitor read per account, each round within the read budget, a few
+# seconds apart); accounts left after them, a fleet of tens of thousands in one subscription, start on the default
+# estimate: the estimate only orders the accounts, and the history of the rollout's first generation stays bounded.
+MAX_ESTIMATE_ROUNDS = 120
 
 
 class DiscoverySummary(TypedDict):
@@ -85,6 +99,7 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         rows = [unplanned_row(account, "Failed", reason) for account in request.get("accounts", [])]
         return _output(context, request, rows, timings, _summary(discovery), reason)
     timings["discoveredAt"] = now_iso(context)
+    discovery = yield from _estimate_encryptions(context, discovery, config)
 
     planned, unplanned = plan_accounts(request, discovery)
     rows += unplanned
@@ -154,6 +169,44 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         if broken:
             rows += yield from _rows_of_broken_lanes(context, broken, config)
     return _output(context, request, rows, timings, _summary(discovery), None)
+
+
+def _estimate_encryptions(
+    context: df.DurableOrchestrationContext, discovery: Discovery, config: OrchestrationConfig
+) -> Generator[Any, Any, Discovery]:
+    """Discovery with each account's expected encryption time, read in rounds within the ARM read budget (see
+    cmk.rollouts). Best effort: an account not estimated (rounds exhausted, the reads failing) keeps none and is
+    planned on the default estimate."""
+    pending = [account["accountId"] for account in discovery["accounts"] if "expectedSeconds" not in account]
+    estimates: dict[str, float] = {}
+    for _ in range(MAX_ESTIMATE_ROUNDS):
+        batch = next_estimate_batch(pending)
+        if not batch:
+            break
+        try:
+            result: EncryptionEstimates = yield from call_arm(context, ESTIMATE_ENCRYPTION, {"accounts": batch}, config)
+        except Exception as error:
+            if not context.is_replaying:
+                logger.warning(
+                    "Rollout %s: estimates stopped, the rest on the default: %s", context.instance_id, first_line(error)
+                )
+            break
+        estimates.update(result["estimates"])
+        pending = [account_id for account_id in pending if account_id not in estimates]
+        if pending:
+            wait = max(result["retryAfterSeconds"], WAKE_GRID_SECONDS)
+            yield sleep(context, wake_delay_seconds(context.current_utc_datetime.timestamp(), wait))
+    if not estimates:
+        return discovery
+    return {
+        **discovery,
+        "accounts": [
+            {**account, "expectedSeconds": estimates[account["accountId"]]}
+            if account["accountId"] in estimates
+            else account
+            for account in discovery["accounts"]
+        ],
+    }
 
 
 def _rows_of_broken_lanes(

@@ -37,6 +37,7 @@ ACTIVITY_PURPOSE = {
     "poll_operation": "a status read",
     "verify_cmk": "the account read that verifies the key",
     "discover_accounts": "discovery",
+    "estimate_encryption": "an Azure Monitor metrics read",
 }
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from activities.discover_accounts import discover_accounts_activity
+from activities.estimate_encryption import estimate_encryption_activity
+from cmk.arm_pacing import PACER, ArmPacer
 from cmk.fleet import expected_encryption_seconds
+from cmk.rollouts import next_estimate_batch
 from sandbox.azure import AzureSimulator
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, TENANT
@@ -35,11 +39,12 @@ def fleet() -> Iterator[tuple[AzureSimulator, list[dict[str, Any]]]]:
 
 
 @contextmanager
-def _app_against(world: dict[str, Any]) -> Iterator[AzureSimulator]:
-    """The simulator with throttling off, and the app's settings pointing at it (no identity from this machine)."""
+def _app_against(world: dict[str, Any], *, throttling: bool = False) -> Iterator[AzureSimulator]:
+    """The simulator (throttling off unless asked), and the app's settings pointing at it (no identity from this
+    machine)."""
     with (
         pytest.MonkeyPatch.context() as patch,
-        AzureSimulator(world, settings_overrides={"throttling": {"enabled": False}}) as simulator,
+        AzureSimulator(world, settings_overrides={"throttling": {"enabled": throttling}}) as simulator,
     ):
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
@@ -78,14 +83,74 @@ def test_named_accounts_are_found_and_missing_ones_reported(fleet: tuple[AzureSi
     assert [m.lower() for m in discovery["missing"]] == [missing.lower()]
 
 
+def _estimates(account_ids: list[str], at: datetime) -> dict[str, Any]:
+    """One estimate round as the rollout orchestrator calls it (orchestrators.rollout._estimate_encryptions)."""
+    payload = {"accounts": account_ids, "armPacing": {"at": at.isoformat(), "key": "rollout/estimate_encryption"}}
+    result: dict[str, Any] = estimate_encryption_activity(payload)
+    return result
+
+
+@pytest.fixture
+def fresh_pacer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's ARM buckets as a newly started worker's (other tests in the process have spent them)."""
+    for name, value in vars(ArmPacer()).items():
+        monkeypatch.setattr(PACER, name, value)
+
+
+@pytest.mark.usefixtures("fresh_pacer")
 def test_estimates_come_from_data_size_and_spare_throughput(fleet: tuple[AzureSimulator, list[dict[str, Any]]]) -> None:
-    _, accounts = fleet
+    simulator, accounts = fleet
     discovery = discover_accounts_activity({"accounts": [str(accounts[0]["id"]), str(accounts[1]["id"])]})
-    by_id = {a["accountId"].lower(): a["expectedSeconds"] for a in discovery["accounts"]}
+    assert all("expectedSeconds" not in a for a in discovery["accounts"])  # read in rounds, within the budget
+    result = _estimates([a["accountId"] for a in discovery["accounts"]], simulator.clock.now())
+    by_id = {account_id.lower(): seconds for account_id, seconds in result["estimates"].items()}
     big = by_id[str(accounts[0]["id"]).lower()]
     default = by_id[str(accounts[1]["id"]).lower()]
     assert big == pytest.approx(expected_encryption_seconds(50 * 2**30, 500))
     assert big > default
+    assert result["retryAfterSeconds"] == 0
+
+
+@pytest.mark.usefixtures("fresh_pacer")
+def test_a_large_fleets_estimates_are_read_in_rounds_within_arms_read_budget_without_a_429(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1,000 accounts in one subscription and 20 in another, ARM's real buckets (250 reads, 25 a second): read at
+    # once, as discovery did, 750 of the reads were answered 429 and those accounts planned on the default.
+    many = [_account(SUB_A, "rg-many", i) for i in range(1000)]
+    few = [_account(SUB_B, "rg-few", 2000 + i) for i in range(20)]
+    data = {str(a["id"]): {"dataSizeGiB": 1 + i % 7, "spareRuPerSecond": 400} for i, a in enumerate(many + few)}
+    monkeypatch.setenv("CMK_ARM_READS_PER_SECOND", "20")
+    with _app_against(b.world(many + few, tenant_id=TENANT, account_data=data), throttling=True) as simulator:
+        first = len(simulator.requests())
+        started = simulator.clock.timestamp()
+        pending = [str(a["id"]) for a in many + few]
+        estimates: dict[str, float] = {}
+        rounds = 0
+        while pending:
+            rounds += 1
+            assert rounds < 40, "the rounds make no progress"
+            result = _estimates(next_estimate_batch(pending), simulator.clock.now())
+            estimates.update(result["estimates"])
+            pending = [a for a in pending if a not in estimates]
+            if pending:
+                assert result["retryAfterSeconds"] > 0
+                simulator.advance(result["retryAfterSeconds"])
+        took = simulator.clock.timestamp() - started
+        statuses = [
+            entry["status"]
+            for entry in simulator.requests(first)
+            if "/microsoft.insights/metrics" in entry["path"].lower()
+        ]
+    assert statuses.count(429) == 0
+    assert len(statuses) == 1020  # one metrics read per account, none twice
+    assert all(
+        estimates[str(a["id"])] == pytest.approx(expected_encryption_seconds((1 + i % 7) * 2**30, 400))
+        for i, a in enumerate(many + few)
+    )
+    # Not slower than the app's budget allows: its 200-read burst, then 20 reads a second for the other 800 in the
+    # busy subscription (the few in the other subscription in the first round), plus a round's wake.
+    assert 800 / 20 <= took <= 800 / 20 + 6
 
 
 SUB_UNREADABLE = "3b4c5d6e-7f8a-4b9c-8d0e-2f3a4b5c6d7e"

@@ -31,6 +31,7 @@ ACTIVITIES = {
     "poll_operation",
     "verify_cmk",
     "discover_accounts",
+    "estimate_encryption",
     "summarize_rollout",
     "prepare_account_start",
     "find_older_orchestration",
@@ -90,7 +91,7 @@ def _bindings(info: FunctionInfo) -> dict[str, dict[str, Any]]:
 def test_every_function_of_the_app_passes_the_workers_indexing_and_registry(product: LoadedApp) -> None:
     functions = product.registry.functions.values()
     assert {info.name for info in functions} == ORCHESTRATORS | ACTIVITIES | set(HTTP_ROUTES) | EVENT_GRID | {FALLBACK}
-    assert len(product.registry.functions) == 30 + len(STATUS_ROUTES)
+    assert len(product.registry.functions) == 31 + len(STATUS_ROUTES)
     for info in functions:
         # What the worker's Registry.add_indexed_function accepted and process_indexed_function reported.
         assert type(info.worker_info).__module__ == WORKER_MODULE, info.name
