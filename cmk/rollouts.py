@@ -22,7 +22,7 @@ from azure.core.rest import HttpRequest
 
 from cmk import clients, clouds, settings
 from cmk.arm import describe, is_forbidden, is_not_found, is_throttled
-from cmk.arm_pacing import PACER, request_kind
+from cmk.arm_pacing import ARM_PER_SECOND, BURST_SECONDS, PACER, request_kind
 from cmk.auth import Actor
 from cmk.errors import InvalidRequest, shown
 from cmk.fleet import UNKNOWN_ENCRYPTION_SECONDS, PlannedAccount, expected_encryption_seconds
@@ -46,7 +46,7 @@ METRICS_API_VERSION = "2023-10-01"
 METRICS_READERS = 8
 # One estimate round reads at most this many accounts of a subscription (ARM's read burst: more cannot be read at
 # once) and this many in all (the round's payload stays small in the orchestration's history).
-ESTIMATES_PER_SUBSCRIPTION = 250
+ESTIMATES_PER_SUBSCRIPTION = int(ARM_PER_SECOND["reads"] * BURST_SECONDS)
 MAX_ESTIMATE_BATCH = 2_500
 
 

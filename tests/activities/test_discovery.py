@@ -18,6 +18,7 @@ from cmk.rollouts import next_estimate_batch
 from sandbox.azure import AzureSimulator
 from sandbox.azure import builders as b
 from sandbox.azure.testing import IDENTITY_ENV, TENANT
+from sandbox.stack import FROZEN_TIME_SCALE
 
 SUB_A = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
 SUB_B = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"
@@ -39,12 +40,16 @@ def fleet() -> Iterator[tuple[AzureSimulator, list[dict[str, Any]]]]:
 
 
 @contextmanager
-def _app_against(world: dict[str, Any], *, throttling: bool = False) -> Iterator[AzureSimulator]:
+def _app_against(
+    world: dict[str, Any], *, throttling: bool = False, time_scale: float = 1.0
+) -> Iterator[AzureSimulator]:
     """The simulator (throttling off unless asked), and the app's settings pointing at it (no identity from this
     machine)."""
     with (
         pytest.MonkeyPatch.context() as patch,
-        AzureSimulator(world, settings_overrides={"throttling": {"enabled": throttling}}) as simulator,
+        AzureSimulator(
+            world, time_scale=time_scale, settings_overrides={"throttling": {"enabled": throttling}}
+        ) as simulator,
     ):
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
@@ -121,7 +126,9 @@ def test_a_large_fleets_estimates_are_read_in_rounds_within_arms_read_budget_wit
     few = [_account(SUB_B, "rg-few", 2000 + i) for i in range(20)]
     data = {str(a["id"]): {"dataSizeGiB": 1 + i % 7, "spareRuPerSecond": 400} for i, a in enumerate(many + few)}
     monkeypatch.setenv("CMK_ARM_READS_PER_SECOND", "20")
-    with _app_against(b.world(many + few, tenant_id=TENANT, account_data=data), throttling=True) as simulator:
+    world = b.world(many + few, tenant_id=TENANT, account_data=data)
+    # Simulated time moves only by the rounds' waits (simulator.advance), not with this machine's speed.
+    with _app_against(world, throttling=True, time_scale=FROZEN_TIME_SCALE) as simulator:
         first = len(simulator.requests())
         started = simulator.clock.timestamp()
         pending = [str(a["id"]) for a in many + few]
