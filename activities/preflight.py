@@ -20,10 +20,12 @@ bp = df.Blueprint()
 
 @arm_outcomes
 def preflight_activity(payload: dict[str, Any]) -> Any:
-    """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry)}."""
+    """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry),
+    "sharedReads": the rollout whose accounts share the key's vault and key reads (optional)}."""
     request = parse_enablement_request(without_records(payload["request"]))
     as_of = datetime.fromisoformat(payload["asOf"])
-    return evaluate(gather(request, as_of))
+    rollout = payload.get("sharedReads")
+    return evaluate(gather(request, as_of, str(rollout) if rollout else None))
 
 
 @bp.function_name(PREFLIGHT)

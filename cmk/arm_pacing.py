@@ -50,8 +50,11 @@ RESOURCE_GRAPH = "resourceGraph"
 RESOURCE_GRAPH_PER_SECOND = 2.0
 RESOURCE_GRAPH_BURST = 5.0
 TENANT = "tenant"
-# What an activity is expected to send in a bucket until it has been seen there (then: a running average).
+# What an activity is expected to send in a bucket until it has been seen there (then: a running average). A
+# Resource Graph search is one query (a page holds 1,000 rows), and the graph's bucket holds only a few: reserving
+# more would hold the callers queued behind it for seconds each.
 DEFAULT_REQUESTS_PER_ACTIVITY = 4.0
+DEFAULT_GRAPH_QUERIES_PER_ACTIVITY = 1.0
 AVERAGE_WEIGHT = 0.2
 # Orchestration times this far behind the newest seen belong to another timeline, not to a late activity.
 TIMELINE_JUMP_SECONDS = 3600.0
@@ -218,7 +221,10 @@ class ArmPacer:
                 elif bucket.tokens < 1:
                     # Its place in the queue: after the debt and everyone already waiting, with what it is
                     # expected to send reserved now, so those paced together wake one after another.
-                    expected = self._per_activity.get((caller.activity, slot), DEFAULT_REQUESTS_PER_ACTIVITY)
+                    first_guess = (
+                        DEFAULT_GRAPH_QUERIES_PER_ACTIVITY if kind == RESOURCE_GRAPH else DEFAULT_REQUESTS_PER_ACTIVITY
+                    )
+                    expected = self._per_activity.get((caller.activity, slot), first_guess)
                     reserving = len(bucket.reservations) < MAX_RESERVATIONS
                     if reserving:
                         bucket.tokens -= expected

@@ -5,9 +5,13 @@ Everything returned is plain JSON-serialisable data (TypedDicts), ready to cross
 
 from __future__ import annotations
 
+import copy
+import functools
 import threading
 import time
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict, TypeVar
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -214,11 +218,51 @@ class VaultLookup(TypedDict):
 
 # What Resource Graph told us, per ARM endpoint: vault name -> (when, vault id, its subscription's tenant), and
 # subscription -> tenant. Vault names are globally unique and a vault moves rarely, so one query serves a whole
-# fleet; the facts are always re-read through ARM, and a vault gone from its id is searched again.
+# fleet, whatever subscriptions each search was narrowed to (a vault found is reused for a search whose
+# subscriptions hold it); the facts are always re-read through ARM, and a vault gone from its id is searched again.
 _FOUND_TTL_SECONDS = 600.0
-_found: dict[tuple[str, str, tuple[str, ...] | None], tuple[float, str, str | None]] = {}
+_found: dict[tuple[str, str], tuple[float, str, str | None]] = {}
 _tenants: dict[tuple[str, str], str] = {}
 _cache_lock = threading.Lock()
+
+
+# The accounts of one rollout share a key, so its vault's and key's facts are the same for all of them: within a
+# rollout they are read at most once per SHARED_READ_SECONDS of the orchestrations' time per process, not once per
+# account. One central vault serves a whole fleet (the common layout), and every read of it counts against its
+# subscription's ARM read budget: read per account, that one subscription bounded a 1,000-account dry run. A
+# preflight alone (no rollout), and the check after an approval, always read afresh.
+SHARED_READ_SECONDS = 30.0
+_MAX_SHARED_READS = 1_000
+_shared_reads: dict[tuple[str, str, str, str], tuple[float, Any]] = {}
+Facts = TypeVar("Facts")
+
+
+@dataclass(frozen=True)
+class SharedReads:
+    """The rollout whose accounts share these reads, and the orchestration's time of this one (POSIX seconds)."""
+
+    rollout: str
+    at: float
+
+
+def _shared(shared: SharedReads | None, what: str, name: str, read: Callable[[], Facts | None]) -> Facts | None:
+    """`read()`, or what it returned to another account of the rollout at most SHARED_READ_SECONDS before. Only
+    facts are shared: a 404 or a refusal is asked again."""
+    if shared is None:
+        return read()
+    key = (clouds.arm_endpoint(), shared.rollout, what, name.lower())
+    with _cache_lock:
+        recent = _shared_reads.get(key)
+    if recent is not None and 0.0 <= shared.at - recent[0] <= SHARED_READ_SECONDS:
+        facts: Facts = copy.deepcopy(recent[1])
+        return facts
+    fresh = read()
+    if fresh is not None:
+        with _cache_lock:
+            if len(_shared_reads) >= _MAX_SHARED_READS:
+                _shared_reads.clear()  # a few per rollout and vault: only ever full of expired entries
+            _shared_reads[key] = (shared.at, copy.deepcopy(fresh))
+    return fresh
 
 
 def _vault_query(vault_name: str, account_id: str | None) -> str:
@@ -229,19 +273,20 @@ def _vault_query(vault_name: str, account_id: str | None) -> str:
     return "\n".join(["resources", f"| where {where}", "| project id, name, type, subscriptionId, tenantId"])
 
 
-def find_vault(key_uri: KeyUri, account: ResourceId) -> VaultLookup:
+def find_vault(key_uri: KeyUri, account: ResourceId, shared: SharedReads | None = None) -> VaultLookup:
     """The vault that holds the key, found by name through Resource Graph in every subscription the app can read.
 
     A key URI names the vault's DNS name, not its resource id; vault names are globally unique, so the one vault of
     that name is the one (a central security subscription is the common layout). CMK_KEY_VAULT_SUBSCRIPTIONS, when
     set, narrows the search to the account's subscription and those. The graph can lag ARM by minutes, so a vault
     it does not know yet is also looked for by listing the vaults of the account's (and the named) subscriptions.
-    The facts always come from ARM. Also says where it could not look, so a "not found" says why.
+    The facts always come from ARM (`shared`: read for another account of the rollout moments ago). Also says where
+    it could not look, so a "not found" says why.
     """
     endpoint = clouds.arm_endpoint()
     extra = [str(s).lower() for s in settings.get_json("CMK_KEY_VAULT_SUBSCRIPTIONS") or []]
     narrowed = list(dict.fromkeys([account.subscription_id.lower(), *extra])) if extra else None
-    found_key = (endpoint, key_uri.vault_name.lower(), None if narrowed is None else tuple(narrowed))
+    found_key = (endpoint, key_uri.vault_name.lower())
     lookup: VaultLookup = {
         "vault": None,
         "vaultSubscriptionTenantId": None,
@@ -252,9 +297,11 @@ def find_vault(key_uri: KeyUri, account: ResourceId) -> VaultLookup:
     with _cache_lock:
         cached = _found.get(found_key)
         account_tenant = _tenants.get((endpoint, account.subscription_id.lower()))
+    if cached is not None and narrowed and parse_vault_id(cached[1]).subscription_id.lower() not in narrowed:
+        cached = None  # found in a subscription this search does not cover: it must not find it there
     if cached is not None and account_tenant is not None and time.monotonic() - cached[0] < _FOUND_TTL_SECONDS:
         lookup["vaultSubscriptionTenantId"], lookup["accountSubscriptionTenantId"] = cached[2], account_tenant
-        lookup["vault"] = read_vault(cached[1])
+        lookup["vault"] = _shared(shared, "vault", cached[1], functools.partial(read_vault, cached[1]))
         if lookup["vault"] is not None:
             return lookup
     query = _vault_query(key_uri.vault_name, str(account) if account_tenant is None else None)
@@ -270,7 +317,7 @@ def find_vault(key_uri: KeyUri, account: ResourceId) -> VaultLookup:
             continue
         lookup["vaultSubscriptionTenantId"] = str(row["tenantId"]) if row.get("tenantId") else None
         try:
-            lookup["vault"] = read_vault(str(row["id"]))
+            lookup["vault"] = _shared(shared, "vault", str(row["id"]), functools.partial(read_vault, str(row["id"])))
         except HttpResponseError as error:
             # Listed by the graph, yet ARM will not show it (a deny assignment, a lost delegation).
             if error.status_code != 403:
@@ -326,7 +373,12 @@ def _vault_facts(body: dict[str, Any]) -> VaultFacts:
     }
 
 
-def read_key(vault: VaultFacts, key_uri: KeyUri) -> KeyFacts | None:
+def read_key(vault: VaultFacts, key_uri: KeyUri, shared: SharedReads | None = None) -> KeyFacts | None:
+    """The key's facts (`shared`: as read for another account of the rollout moments ago)."""
+    return _shared(shared, "key", f"{vault['id']}|{key_uri}", lambda: _read_key(vault, key_uri))
+
+
+def _read_key(vault: VaultFacts, key_uri: KeyUri) -> KeyFacts | None:
     vault_id = parse_vault_id(vault["id"])
     operations = clients.keyvault(vault_id.subscription_id).keys
     try:

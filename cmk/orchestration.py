@@ -213,6 +213,8 @@ class AccountInput(TypedDict):
     reattach: NotRequired[OperationRef]
     # Started by a rollout lane ahead of its slot: wait for the slot before the key PATCH (never in a dry run).
     hold: NotRequired[SlotHold]
+    # Started by this rollout: its accounts share the reads of their key's vault and key (cmk.inventory.SharedReads).
+    rollout: NotRequired[str]
     # Present in later generations of a held orchestration: prepared, it resumes waiting for its slot.
     held: NotRequired[HeldState]
     # The rollout's estimate of this account's encryption (cmk.fleet), which paces the monitor's status reads.

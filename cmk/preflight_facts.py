@@ -29,8 +29,10 @@ from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri
 Facts = TypeVar("Facts")
 
 
-def gather(request: EnablementRequest, as_of: datetime) -> PreflightSnapshot:
-    """Read everything the rules need for this request. Read-only: changes nothing in Azure."""
+def gather(request: EnablementRequest, as_of: datetime, rollout: str | None = None) -> PreflightSnapshot:
+    """Read everything the rules need for this request. Read-only: changes nothing in Azure. `rollout`: the accounts
+    of that rollout share their key's vault and key reads (cmk.inventory.SharedReads)."""
+    shared = inventory.SharedReads(rollout, as_of.timestamp()) if rollout else None
     account_id = parse_account_id(request["accountId"])
     key_uri = parse_key_uri(request["keyUri"])
     snapshot: PreflightSnapshot = {
@@ -47,11 +49,11 @@ def gather(request: EnablementRequest, as_of: datetime) -> PreflightSnapshot:
     account = snapshot["account"]["facts"]
     if account is None or not reads_past_the_account(snapshot):
         return snapshot
-    lookup = inventory.find_vault(key_uri, account_id)
+    lookup = inventory.find_vault(key_uri, account_id, shared)
     snapshot["vault"] = lookup
     vault = lookup["vault"]
     if vault is not None:
-        snapshot["key"] = _read(lambda: inventory.read_key(vault, key_uri))
+        snapshot["key"] = _read(lambda: inventory.read_key(vault, key_uri, shared))
     identity, _ = resolve_identity(account, snapshot["requestedIdentity"])
     if identity is not None and identity["type"] == "UserAssigned":
         identity_id = parse_identity_id(identity["resourceId"])

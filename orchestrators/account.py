@@ -121,7 +121,7 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         if held_seconds > HOLD_RECHECK_SECONDS:
             # As after an approval: hours may have passed, check again right before the step that cannot be undone.
             try:
-                again = yield from _preflight_until_idle(context, request, config)
+                again = yield from _preflight_until_idle(context, request, config, data.get("rollout"))
             except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
                 return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
             findings = again["findings"]
@@ -209,7 +209,7 @@ def _prepare(
     plan: Plan | None = None
     try:
         report(context, "preflight", request["accountId"])
-        preflight = yield from _preflight_until_idle(context, request, config)
+        preflight = yield from _preflight_until_idle(context, request, config, data.get("rollout"))
         findings = preflight["findings"]
         timings["preflightDoneAt"] = now_iso(context)
         if preflight["blocked"]:
@@ -239,8 +239,9 @@ def _prepare(
         if request.get("approval") == "required":
             yield from _await_approval(context, request, config)
             timings["approvedAt"] = now_iso(context)
-            # Hours may have passed: check again right before the step that cannot be undone.
-            again = yield from _preflight_until_idle(context, request, config)
+            # Hours may have passed: check again right before the step that cannot be undone, with fresh reads (the
+            # approver may have just changed the vault).
+            again = yield from _preflight_until_idle(context, request, config, None)
             findings = again["findings"]
             if again["blocked"]:
                 return (yield from _blocked(context, request, config, findings, timings))
@@ -321,14 +322,18 @@ def _blocked(
 
 
 def _preflight_until_idle(
-    context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    rollout: str | None,
 ) -> Generator[Any, Any, PreflightResult]:
     """Preflight; an account busy with another operation (and nothing else wrong) is waited for, durably and up
-    to CMK_BUSY_WAIT_HOURS, before it is refused as ACCOUNT_BUSY: busy is a state, not a verdict."""
+    to CMK_BUSY_WAIT_HOURS, before it is refused as ACCOUNT_BUSY: busy is a state, not a verdict. `rollout`: the
+    rollout that started this account, whose accounts share their key's vault and key reads (cmk.inventory)."""
     give_up = context.current_utc_datetime + timedelta(hours=config["busyWaitHours"])
     interval = config["pollIntervalSeconds"]
     while True:
-        result = yield from _preflight(context, request, config)
+        result = yield from _preflight(context, request, config, rollout)
         codes = set(blocking_codes(result["findings"]))
         if codes != {Code.ACCOUNT_BUSY.value}:
             return result
@@ -402,11 +407,15 @@ def _enable(
 
 
 def _preflight(
-    context: df.DurableOrchestrationContext, request: EnablementRequest, config: OrchestrationConfig
+    context: df.DurableOrchestrationContext,
+    request: EnablementRequest,
+    config: OrchestrationConfig,
+    rollout: str | None,
 ) -> Generator[Any, Any, PreflightResult]:
-    preflight: PreflightResult = yield from call_arm(
-        context, PREFLIGHT, {"request": request, "asOf": now_iso(context)}, config
-    )
+    payload: dict[str, Any] = {"request": request, "asOf": now_iso(context)}
+    if rollout is not None:
+        payload["sharedReads"] = rollout
+    preflight: PreflightResult = yield from call_arm(context, PREFLIGHT, payload, config)
     return preflight
 
 

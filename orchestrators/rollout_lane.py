@@ -287,6 +287,7 @@ def _claim(
         "request": request,
         "config": lane["config"],
         "expectedSeconds": _expected_seconds(lane, account),
+        "rollout": lane["rolloutId"],
     }
     preparation: Preparation = yield context.call_activity_with_retry(
         PREPARE_ACCOUNT_START,

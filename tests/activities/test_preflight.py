@@ -3,6 +3,8 @@ it, a plan for ready accounts, and not a single write to Azure."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -182,3 +184,31 @@ def test_malformed_input_is_refused_before_any_call(cloud: Cloud, request_body: 
     with pytest.raises(InvalidRequest):
         preflight_activity({"request": request_body, "asOf": cloud.simulator.clock.now().isoformat()})
     assert cloud.simulator.requests(since=before) == []
+
+
+def test_a_rollouts_accounts_share_the_reads_of_their_keys_vault_and_key_for_30_seconds(cloud: Cloud) -> None:
+    """One central vault serves a whole fleet: within a rollout its vault and key are read once per 30 s of the
+    orchestrations' time, not once per account; another rollout, or a preflight of its own, reads afresh."""
+    start = cloud.simulator.clock.now()
+
+    def key_reads(rollout: str | None, after_seconds: float) -> int:
+        before = cloud.last_sequence()
+        payload: dict[str, Any] = {
+            "request": {"accountId": cloud.account("acct-ready"), "keyUri": cloud.key_uri},
+            "asOf": (start + timedelta(seconds=after_seconds)).isoformat(),
+        }
+        if rollout is not None:
+            payload["sharedReads"] = rollout
+        result = preflight_activity(payload)
+        assert not result["blocked"], result["findings"]
+        assert result["plan"]["vault"]["id"].endswith("/vaults/kv-cmk-ready")
+        return len(
+            [r for r in cloud.simulator.requests(since=before) if "/providers/Microsoft.KeyVault/vaults/" in r["path"]]
+        )
+
+    rollout = f"rollout-{uuid.uuid4()}"
+    assert key_reads(rollout, 0) == 2  # the vault and the key
+    assert key_reads(rollout, 29) == 0  # another account of the rollout, moments later
+    assert key_reads(rollout, 31) == 2  # older than 30 s: read again
+    assert key_reads(f"rollout-{uuid.uuid4()}", 31) == 2  # another rollout never sees this one's
+    assert key_reads(None, 31) == 2  # a preflight of its own always reads
