@@ -251,6 +251,8 @@ def _shared(shared: SharedReads | None, what: str, name: str, read: Callable[[],
     if shared is None:
         return read()
     key = (clouds.arm_endpoint(), shared.rollout, what, name.lower())
+    # No lock held across the read: threads that miss together each read (a few, once), where waiting on one
+    # another would queue each behind the pacing turn of the one before (cmk.arm_pacing).
     with _cache_lock:
         recent = _shared_reads.get(key)
     if recent is not None and 0.0 <= shared.at - recent[0] <= SHARED_READ_SECONDS:
@@ -263,6 +265,33 @@ def _shared(shared: SharedReads | None, what: str, name: str, read: Callable[[],
                 _shared_reads.clear()  # a few per rollout and vault: only ever full of expired entries
             _shared_reads[key] = (shared.at, copy.deepcopy(fresh))
     return fresh
+
+
+# The tenant of every subscription that holds a Cosmos DB account, in one query: asked per subscription (with the
+# vault's lookup), a fleet over many subscriptions spent its first minute on Resource Graph's quota of 15 queries
+# per 5 s per user. Asked again at most every _FOUND_TTL_SECONDS, for subscriptions that gained an account.
+_TENANTS_QUERY = "\n".join(
+    ["resources", "| where type =~ 'microsoft.documentdb/databaseaccounts'", "| distinct subscriptionId, tenantId"]
+)
+_tenants_asked_at: dict[str, float] = {}
+
+
+def _subscription_tenant(endpoint: str, subscription_id: str) -> str | None:
+    """The tenant of an account's subscription, as Resource Graph reports it (None: not among its rows). Like the
+    shared reads, asked without a lock: threads that miss together each ask, once."""
+    key = (endpoint, subscription_id.lower())
+    with _cache_lock:
+        tenant = _tenants.get(key)
+        asked_at = _tenants_asked_at.get(endpoint)
+    if tenant is not None or (asked_at is not None and time.monotonic() - asked_at < _FOUND_TTL_SECONDS):
+        return tenant
+    rows, _ = query_all(_TENANTS_QUERY, None)
+    with _cache_lock:
+        for row in rows:
+            if row.get("tenantId") and row.get("subscriptionId"):
+                _tenants[(endpoint, str(row["subscriptionId"]).lower())] = str(row["tenantId"])
+        _tenants_asked_at[endpoint] = time.monotonic()
+        return _tenants.get(key)
 
 
 def _vault_query(vault_name: str, account_id: str | None) -> str:
@@ -294,9 +323,9 @@ def find_vault(key_uri: KeyUri, account: ResourceId, shared: SharedReads | None 
         "searched": narrowed,
         "unsearched": [],
     }
+    account_tenant = _subscription_tenant(endpoint, account.subscription_id)
     with _cache_lock:
         cached = _found.get(found_key)
-        account_tenant = _tenants.get((endpoint, account.subscription_id.lower()))
     if cached is not None and narrowed and parse_vault_id(cached[1]).subscription_id.lower() not in narrowed:
         cached = None  # found in a subscription this search does not cover: it must not find it there
     if cached is not None and account_tenant is not None and time.monotonic() - cached[0] < _FOUND_TTL_SECONDS:

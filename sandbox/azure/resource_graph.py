@@ -3,7 +3,7 @@
 Supported (anything else is refused with 400 InvalidQuery naming the construct):
   table     `resources` / `Resources` (top-level resources: accounts, vaults, identities)
   operators `| where <expr>`, `| project a, b = <expr>`, `| extend x = <expr>`, `| order by <expr> [asc|desc], ...`
-            (also `sort by`; KQL's default direction is desc), `| limit n` / `| take n`
+            (also `sort by`; KQL's default direction is desc), `| limit n` / `| take n`, `| distinct a, b`
   expr      `and`, `or`, `not(...)`, parentheses; `==` `!=` (case-sensitive), `=~` `!~` (case-insensitive),
             `in (...)`, `in~ (...)`, `!in`, `!in~`, `has`, `!has`, `contains`, `!contains`, `startswith`,
             `<` `<=` `>` `>=`; columns and dynamic paths `properties.a.b`, `tags['k']`, `tags.k`;
@@ -353,6 +353,8 @@ def compile_query(query: str) -> CompiledQuery:
                 steps.append(
                     (lambda c: lambda rows: [{**row, **{name: expr(row) for name, expr in c}} for row in rows])(columns)
                 )
+        elif operator == "distinct":
+            steps.append((lambda c: lambda rows: _distinct(rows, c))(_column_list(parser)))
         elif operator in ("order", "sort"):
             parser.expect("by")
             keys = [_sort_key(parser)]
@@ -368,6 +370,19 @@ def compile_query(query: str) -> CompiledQuery:
         else:
             raise QueryError(f"operator '{operator}' is not supported by the simulator")
     return CompiledQuery(steps, limited)
+
+
+def _distinct(rows: list[JsonDict], columns: list[tuple[str, Expr]]) -> list[JsonDict]:
+    """KQL `distinct a, b`: one row per combination of the columns' values, only those columns, first seen first."""
+    seen: set[str] = set()
+    kept: list[JsonDict] = []
+    for row in rows:
+        values = {name: expr(row) for name, expr in columns}
+        key = json.dumps(values, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            kept.append(values)
+    return kept
 
 
 def _column_list(parser: _Parser) -> list[tuple[str, Expr]]:

@@ -101,6 +101,14 @@ def test_accounts_without_cmk(graph: tuple[AzureSimulator, ResourceGraphClient])
     assert result.data[0] == {"name": "cosmos-sandbox", "kind": "MongoDB"}
 
 
+def test_distinct_gives_one_row_per_combination(graph: tuple[AzureSimulator, ResourceGraphClient]) -> None:
+    """How the app learns the tenant of every subscription that holds an account, in one query."""
+    _, client = graph
+    result = _query(client, f"{ACCOUNTS} | distinct subscriptionId, tenantId")
+    assert sorted(row["subscriptionId"] for row in result.data) == sorted([SUB, SUB_2])
+    assert all(row == {"subscriptionId": row["subscriptionId"], "tenantId": TENANT} for row in result.data)
+
+
 def test_limit_truncates_without_a_token(graph: tuple[AzureSimulator, ResourceGraphClient]) -> None:
     _, client = graph
     limited = _query(client, f"{ACCOUNTS} | project id | limit 10", top=2)
