@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from azure.core.exceptions import AzureError
-from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient
 from azure.cosmos._retry_options import RetryOptions  # the class ConnectionPolicy.RetryOptions holds
 from azure.cosmos.documents import ConnectionPolicy
@@ -232,7 +231,7 @@ def _run_query(pacer: _Pacer, container: ContainerProxy, query: str, parameters:
 # clients' do (cmk.clients). A client of its own per account opened new connections, each with a new TLS context that
 # loads the CA store (a third of a 1,000-account dry run's CPU against the simulator, where every account's data plane
 # is one host). Nothing closes it: the clients are never used as context managers.
-_TRANSPORT = RequestsTransport()
+_TRANSPORT = clients.pooled_transport()
 
 
 def _client(document_endpoint: str, budget: ScanBudget) -> CosmosClient:
