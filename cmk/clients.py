@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -26,6 +27,8 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 from urllib3.util.retry import Retry
 
 from cmk import clouds, settings
@@ -88,10 +91,70 @@ def _arm() -> ArmTarget:
 POOL_CONNECTIONS_PER_HOST = 32
 
 
+# What requests reads from the environment for a request: the proxies (urllib's names, either case; urllib ignores
+# HTTP_PROXY under REQUEST_METHOD) and the CA bundle.
+_ENVIRONMENT_SETTINGS = (
+    *(name for scheme in ("http", "https", "all", "no") for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")),
+    "REQUEST_METHOD",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+
+
+class _BearerTokensOnly(requests.auth.AuthBase):
+    """The clients authenticate with the pipeline's bearer tokens: requests must not look for a .netrc (a file read
+    per request, and an entry for the host would put Basic credentials in the token's place)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+class _Session(requests.Session):
+    """requests' session, with the environment's proxy settings read once per host and value. requests finds them
+    by scanning every environment variable, twice a request: with an app's ~100 settings that was a tenth of a dry
+    run's CPU in the worker processes. A changed setting is read again (its value is part of the key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auth = _BearerTokensOnly()
+        self._proxies: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._proxies_lock = threading.Lock()
+
+    def merge_environment_settings(
+        self, url: str, proxies: dict[str, str] | None, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if self.trust_env:
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            if proxies is not None:
+                for name, value in self._environ_proxies(url, no_proxy).items():
+                    proxies.setdefault(name, value)
+            if verify is True or verify is None:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
+
+    def _environ_proxies(self, url: str, no_proxy: str | None) -> dict[str, str]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, no_proxy, *(os.environ.get(name) for name in _ENVIRONMENT_SETTINGS))
+        with self._proxies_lock:
+            known = self._proxies.get(key)
+        if known is None:
+            known = dict(get_environ_proxies(url, no_proxy=no_proxy))
+            with self._proxies_lock:
+                if len(self._proxies) >= 256:
+                    self._proxies.clear()
+                self._proxies[key] = known
+        return dict(known)
+
+
 def pooled_transport() -> RequestsTransport:
     """azure-core's requests transport with room for a process's threads. Its retries stay off, as azure-core sets
     them: the pipeline's RetryPolicy retries, never urllib3 underneath it."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(
         pool_maxsize=POOL_CONNECTIONS_PER_HOST, max_retries=Retry(total=False, redirect=False, raise_on_status=False)
     )

@@ -4,6 +4,7 @@ Supported (anything else is refused with 400 InvalidQuery naming the construct):
   table     `resources` / `Resources` (top-level resources: accounts, vaults, identities)
   operators `| where <expr>`, `| project a, b = <expr>`, `| extend x = <expr>`, `| order by <expr> [asc|desc], ...`
             (also `sort by`; KQL's default direction is desc), `| limit n` / `| take n`, `| distinct a, b`
+            (ARG's supported operators: docs/azure-cmk-facts.md §7.4)
   expr      `and`, `or`, `not(...)`, parentheses; `==` `!=` (case-sensitive), `=~` `!~` (case-insensitive),
             `in (...)`, `in~ (...)`, `!in`, `!in~`, `has`, `!has`, `contains`, `!contains`, `startswith`,
             `<` `<=` `>` `>=`; columns and dynamic paths `properties.a.b`, `tags['k']`, `tags.k`;
