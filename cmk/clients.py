@@ -91,13 +91,11 @@ def _arm() -> ArmTarget:
 POOL_CONNECTIONS_PER_HOST = 32
 
 
-# What requests reads from the environment for a request: the proxies (urllib's names, either case; urllib ignores
-# HTTP_PROXY under REQUEST_METHOD) and the CA bundle.
-_ENVIRONMENT_SETTINGS = (
+# The environment variables a host's proxies depend on (urllib's names, either case; urllib ignores HTTP_PROXY under
+# REQUEST_METHOD). The CA bundle is two variables, read on every request as requests reads them.
+_PROXY_SETTINGS = (
     *(name for scheme in ("http", "https", "all", "no") for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")),
     "REQUEST_METHOD",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
 )
 
 
@@ -139,7 +137,7 @@ class _Session(requests.Session):
 
     def _environ_proxies(self, url: str, no_proxy: str | None) -> dict[str, str]:
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, no_proxy, *(os.environ.get(name) for name in _ENVIRONMENT_SETTINGS))
+        key = (parts.scheme, parts.netloc, no_proxy, *(os.environ.get(name) for name in _PROXY_SETTINGS))
         with self._proxies_lock:
             known = self._proxies.get(key)
         if known is None:
