@@ -17,8 +17,8 @@ bp = df.Blueprint()
 
 @arm_outcomes
 def discover_accounts_activity(payload: dict[str, Any]) -> Any:
-    """payload: {"accounts"?: [ids], "scope"?: RolloutScope}. Returns a Discovery."""
-    return discover_accounts(payload.get("accounts"), payload.get("scope"))
+    """payload: {"accounts"?: [ids], "scope"?: RolloutScope, "key"?: RolloutKey}. Returns a Discovery."""
+    return discover_accounts(payload.get("accounts"), payload.get("scope"), payload.get("key"))
 
 
 @bp.function_name(DISCOVER_ACCOUNTS)

@@ -9,6 +9,7 @@ import azure.durable_functions as df
 
 from activities import Payload
 from cmk.arm import arm_outcomes
+from cmk.inventory import SharedReads
 from cmk.preflight import evaluate
 from cmk.preflight_facts import gather
 from cmk.requests import parse_enablement_request, without_records
@@ -21,11 +22,13 @@ bp = df.Blueprint()
 @arm_outcomes
 def preflight_activity(payload: dict[str, Any]) -> Any:
     """payload: {"request": EnablementRequest, "asOf": ISO time (the orchestration's clock, for key expiry),
-    "sharedReads": the rollout whose accounts share the key's vault and key reads (optional)}."""
+    "sharedReads": the rollout whose accounts share the key's vault and key reads (optional), "resourceGraph":
+    what the rollout's discovery asked Resource Graph (GraphAnswers, optional, only with sharedReads)}."""
     request = parse_enablement_request(without_records(payload["request"]))
     as_of = datetime.fromisoformat(payload["asOf"])
     rollout = payload.get("sharedReads")
-    return evaluate(gather(request, as_of, str(rollout) if rollout else None))
+    shared = SharedReads(str(rollout), as_of.timestamp(), payload.get("resourceGraph")) if rollout else None
+    return evaluate(gather(request, as_of, shared))
 
 
 @bp.function_name(PREFLIGHT)

@@ -9,8 +9,9 @@ import copy
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypedDict, TypeVar
 
 from azure.core.exceptions import (
@@ -28,7 +29,7 @@ from azure.mgmt.cosmosdb import CosmosDBManagementClient
 from cmk import clients, clouds, settings
 from cmk.arm import is_not_found
 from cmk.resource_graph import kql_string, query_all
-from cmk.resource_ids import KeyUri, ResourceId, parse_vault_id
+from cmk.resource_ids import KeyUri, ResourceId, parse_key_uri, parse_vault_id
 
 CASSANDRA_CAPABILITY = "EnableCassandra"
 VECTOR_SEARCH_CAPABILITY = "EnableNoSQLVectorSearch"
@@ -237,12 +238,55 @@ _shared_reads: dict[tuple[str, str, str, str], tuple[float, Any]] = {}
 Facts = TypeVar("Facts")
 
 
+class VaultPlacement(TypedDict):
+    """Where Resource Graph places a vault: its id and its subscription's tenant."""
+
+    id: str
+    tenantId: str | None
+
+
+class GraphAnswers(TypedDict):
+    """What a rollout's discovery asked Resource Graph once for all its accounts, so that their preflights need not
+    ask it each (cmk.rollouts.discover_accounts): each subscription's tenant, and where each key's vault is (by
+    vault name, lower case). `at`: the orchestration's time of the answers (ISO 8601); they serve preflights for
+    _FOUND_TTL_SECONDS after it, as this process's own answers do."""
+
+    at: str
+    tenants: dict[str, str]
+    vaults: dict[str, VaultPlacement]
+
+
+class KeyedAccount(TypedDict):
+    subscriptionId: str
+    keyUri: str
+
+
+def graph_answers_about(graph: GraphAnswers, accounts: Collection[KeyedAccount]) -> GraphAnswers:
+    """What of a rollout's graph answers concerns these accounts: their subscriptions' tenants, their keys' vaults."""
+    subscriptions = {account["subscriptionId"].lower() for account in accounts}
+    vault_names = {parse_key_uri(account["keyUri"]).vault_name.lower() for account in accounts}
+    return {
+        "at": graph["at"],
+        "tenants": {s: tenant for s, tenant in graph["tenants"].items() if s in subscriptions},
+        "vaults": {name: vault for name, vault in graph["vaults"].items() if name in vault_names},
+    }
+
+
 @dataclass(frozen=True)
 class SharedReads:
-    """The rollout whose accounts share these reads, and the orchestration's time of this one (POSIX seconds)."""
+    """The rollout whose accounts share these reads, the orchestration's time of this one (POSIX seconds), and what
+    the rollout's discovery learned from Resource Graph (None: nothing; ask it)."""
 
     rollout: str
     at: float
+    graph: GraphAnswers | None = None
+
+    def recent_graph(self) -> GraphAnswers | None:
+        """The rollout's graph answers, if they are recent enough to use for this preflight."""
+        if self.graph is None:
+            return None
+        answered = datetime.fromisoformat(self.graph["at"].replace("Z", "+00:00")).timestamp()
+        return self.graph if 0.0 <= self.at - answered <= _FOUND_TTL_SECONDS else None
 
 
 def _shared(shared: SharedReads | None, what: str, name: str, read: Callable[[], Facts | None]) -> Facts | None:
@@ -302,6 +346,34 @@ def _vault_query(vault_name: str, account_id: str | None) -> str:
     return "\n".join(["resources", f"| where {where}", "| project id, name, type, subscriptionId, tenantId"])
 
 
+# Vault names per graph query of locate_vaults: a query's text stays far under Resource Graph's limit.
+_VAULT_NAMES_PER_QUERY = 200
+
+
+def locate_vaults(vault_names: Collection[str]) -> dict[str, VaultPlacement]:
+    """Where Resource Graph places each named vault, by lower-case name (a name it does not know is left out),
+    over every subscription the app can read: vault names are globally unique. One query per
+    _VAULT_NAMES_PER_QUERY names."""
+    names = sorted({name.lower() for name in vault_names})
+    placements: dict[str, VaultPlacement] = {}
+    for start in range(0, len(names), _VAULT_NAMES_PER_QUERY):
+        batch = names[start : start + _VAULT_NAMES_PER_QUERY]
+        query = "\n".join(
+            [
+                "resources",
+                "| where type =~ 'microsoft.keyvault/vaults'",
+                f"| where name in~ ({', '.join(kql_string(name) for name in batch)})",
+                "| project id, name, subscriptionId, tenantId",
+            ]
+        )
+        rows, _ = query_all(query, None)
+        for row in rows:
+            if row.get("id") and row.get("name"):
+                tenant = str(row["tenantId"]) if row.get("tenantId") else None
+                placements[str(row["name"]).lower()] = {"id": str(row["id"]), "tenantId": tenant}
+    return placements
+
+
 def find_vault(key_uri: KeyUri, account: ResourceId, shared: SharedReads | None = None) -> VaultLookup:
     """The vault that holds the key, found by name through Resource Graph in every subscription the app can read.
 
@@ -323,14 +395,26 @@ def find_vault(key_uri: KeyUri, account: ResourceId, shared: SharedReads | None 
         "searched": narrowed,
         "unsearched": [],
     }
-    account_tenant = _subscription_tenant(endpoint, account.subscription_id)
-    with _cache_lock:
-        cached = _found.get(found_key)
-    if cached is not None and narrowed and parse_vault_id(cached[1]).subscription_id.lower() not in narrowed:
-        cached = None  # found in a subscription this search does not cover: it must not find it there
-    if cached is not None and account_tenant is not None and time.monotonic() - cached[0] < _FOUND_TTL_SECONDS:
-        lookup["vaultSubscriptionTenantId"], lookup["accountSubscriptionTenantId"] = cached[2], account_tenant
-        lookup["vault"] = _shared(shared, "vault", cached[1], functools.partial(read_vault, cached[1]))
+    # The rollout's discovery asked the graph for every account at once; else this process's answers, else ask.
+    graph = shared.recent_graph() if shared is not None else None
+    account_tenant = (graph["tenants"].get(account.subscription_id.lower()) if graph else None) or _subscription_tenant(
+        endpoint, account.subscription_id
+    )
+    known: tuple[str, str | None] | None = None
+    placement = graph["vaults"].get(key_uri.vault_name.lower()) if graph else None
+    if placement is not None:
+        known = (placement["id"], placement["tenantId"])
+    else:
+        with _cache_lock:
+            cached = _found.get(found_key)
+        if cached is not None and time.monotonic() - cached[0] < _FOUND_TTL_SECONDS:
+            known = (cached[1], cached[2])
+    if known is not None and narrowed and parse_vault_id(known[0]).subscription_id.lower() not in narrowed:
+        known = None  # found in a subscription this search does not cover: it must not find it there
+    if known is not None and account_tenant is not None:
+        vault_id = known[0]
+        lookup["vaultSubscriptionTenantId"], lookup["accountSubscriptionTenantId"] = known[1], account_tenant
+        lookup["vault"] = _shared(shared, "vault", vault_id, functools.partial(read_vault, vault_id))
         if lookup["vault"] is not None:
             return lookup
     query = _vault_query(key_uri.vault_name, str(account) if account_tenant is None else None)

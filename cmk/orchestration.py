@@ -14,6 +14,7 @@ from typing import Any, NotRequired, TypedDict
 from cmk import settings
 from cmk.auth import Actor
 from cmk.findings import Finding
+from cmk.inventory import GraphAnswers
 from cmk.operations import OperationReading, OperationRef
 from cmk.phases import Outcome as Outcome
 from cmk.phases import Phase as Phase
@@ -215,6 +216,9 @@ class AccountInput(TypedDict):
     hold: NotRequired[SlotHold]
     # Started by this rollout: its accounts share the reads of their key's vault and key (cmk.inventory.SharedReads).
     rollout: NotRequired[str]
+    # What the rollout's discovery asked Resource Graph about this account (cmk.inventory.GraphAnswers), so its
+    # preflight need not ask.
+    resourceGraph: NotRequired[GraphAnswers]
     # Present in later generations of a held orchestration: prepared, it resumes waiting for its slot.
     held: NotRequired[HeldState]
     # The rollout's estimate of this account's encryption (cmk.fleet), which paces the monitor's status reads.

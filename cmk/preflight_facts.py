@@ -29,10 +29,11 @@ from cmk.resource_ids import parse_account_id, parse_identity_id, parse_key_uri
 Facts = TypeVar("Facts")
 
 
-def gather(request: EnablementRequest, as_of: datetime, rollout: str | None = None) -> PreflightSnapshot:
-    """Read everything the rules need for this request. Read-only: changes nothing in Azure. `rollout`: the accounts
-    of that rollout share their key's vault and key reads (cmk.inventory.SharedReads)."""
-    shared = inventory.SharedReads(rollout, as_of.timestamp()) if rollout else None
+def gather(
+    request: EnablementRequest, as_of: datetime, shared: inventory.SharedReads | None = None
+) -> PreflightSnapshot:
+    """Read everything the rules need for this request. Read-only: changes nothing in Azure. `shared`: what the
+    accounts of a rollout share (cmk.inventory.SharedReads)."""
     account_id = parse_account_id(request["accountId"])
     key_uri = parse_key_uri(request["keyUri"])
     snapshot: PreflightSnapshot = {

@@ -12,6 +12,7 @@ estimates neither draw 429s nor starve the principal's other callers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,13 @@ from typing import Any, Literal, NotRequired, TypedDict
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest
 
-from cmk import clients, clouds, settings
+from cmk import clients, clouds, inventory, settings
 from cmk.arm import describe, is_forbidden, is_not_found, is_throttled
 from cmk.arm_pacing import ARM_PER_SECOND, BURST_SECONDS, PACER, request_kind
 from cmk.auth import Actor
 from cmk.errors import InvalidRequest, shown
 from cmk.fleet import UNKNOWN_ENCRYPTION_SECONDS, PlannedAccount, expected_encryption_seconds
+from cmk.inventory import VaultPlacement
 from cmk.key_policy import KeyPolicy, choose_key, parse_key_policy
 from cmk.key_uris import accepted_key_uri
 from cmk.orchestration import AccountOutput, Outcome
@@ -34,6 +36,7 @@ from cmk.resource_graph import kql_string, query_all
 from cmk.resource_ids import (
     parse_account_id,
     parse_identity_id,
+    parse_key_uri,
     parse_resource_group_name,
     parse_scope,
 )
@@ -236,6 +239,11 @@ class Discovery(TypedDict):
     # Resource Graph leaves out, without an error, subscriptions the caller may not read: each subscription of
     # the scope with no account found is checked through ARM, so "nothing there" is told from "cannot see there".
     scopeFindings: NotRequired[list[ScopeFinding]]
+    # What each account's preflight would ask Resource Graph, asked once (cmk.inventory.GraphAnswers, without its
+    # time, which the orchestration adds): the accounts' subscriptions' tenants and where their keys' vaults are.
+    # Absent in discoveries from before it, or when asking for the vaults failed.
+    tenants: NotRequired[dict[str, str]]
+    vaults: NotRequired[dict[str, VaultPlacement]]
 
 
 def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> str:
@@ -249,15 +257,18 @@ def account_query(scope: RolloutScope | None, ids: list[str] | None = None) -> s
     for name, value in tags.items():
         lines.append(f"| where tags[{kql_string(name)}] =~ {kql_string(value)}")
     lines.append(
-        "| project id, name, subscriptionId, resourceGroup, location, tags, "
+        "| project id, name, subscriptionId, tenantId, resourceGroup, location, tags, "
         "keyVaultKeyUri = tostring(properties.keyVaultKeyUri)"
     )
     lines.append("| order by id asc")
     return "\n".join(lines)
 
 
-def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) -> Discovery:
-    """Every account named or in scope, with what key choice needs (its estimate comes from estimate_within_budget).
+def discover_accounts(
+    accounts: list[str] | None, scope: RolloutScope | None, key: RolloutKey | None = None
+) -> Discovery:
+    """Every account named or in scope, with what key choice needs (its estimate comes from estimate_within_budget)
+    and, given the rollout's `key`, what their preflights would ask Resource Graph (Discovery.tenants, .vaults).
     Read-only."""
     found: dict[str, dict[str, Any]] = {}
     pages = 0
@@ -292,7 +303,28 @@ def discover_accounts(accounts: list[str] | None, scope: RolloutScope | None) ->
         }
         for row in rows
     ]
-    return {"accounts": discovered, "missing": missing, "resourceGraphPages": pages, "scopeFindings": scope_findings}
+    discovery: Discovery = {
+        "accounts": discovered,
+        "missing": missing,
+        "resourceGraphPages": pages,
+        "scopeFindings": scope_findings,
+    }
+    if key is not None:
+        discovery["tenants"] = {
+            str(row["subscriptionId"]).lower(): str(row["tenantId"])
+            for row in rows
+            if row.get("subscriptionId") and row.get("tenantId")
+        }
+        vault_names: set[str] = set()
+        for account in discovered:
+            key_uri, _ = account_key(key, account)
+            if key_uri is not None:
+                with contextlib.suppress(InvalidRequest):  # a key no preflight reads: plan_accounts refuses it
+                    vault_names.add(parse_key_uri(key_uri).vault_name)
+        # Only saves each preflight its own queries: without it they ask Resource Graph themselves.
+        with contextlib.suppress(HttpResponseError):
+            discovery["vaults"] = inventory.locate_vaults(vault_names)
+    return discovery
 
 
 def _unseen_subscription(subscription: str) -> ScopeFinding:
@@ -463,12 +495,7 @@ def plan_accounts(request: RolloutRequest, discovery: Discovery) -> tuple[list[P
     ]
     planned: list[PlannedAccount] = []
     for account in discovery["accounts"]:
-        key_uri: str | None
-        if "keyUri" in request:
-            key_uri, source = request["keyUri"], "request"
-        else:
-            choice = choose_key(request["keyPolicy"], account["subscriptionId"], account["location"], account["tags"])
-            key_uri, source = choice["keyUri"], choice["source"]
+        key_uri, source = account_key(request, account)
         if key_uri is None:
             rows.append(unplanned_row(account["accountId"], "Refused", f"KEY_POLICY_NO_MATCH: {source}"))
             continue
@@ -481,6 +508,21 @@ def plan_accounts(request: RolloutRequest, discovery: Discovery) -> tuple[list[P
             }
         )
     return planned, rows
+
+
+class RolloutKey(TypedDict):
+    """How a rollout chooses each account's key: one for all, or a policy (RolloutRequest has one of them)."""
+
+    keyUri: NotRequired[str]
+    keyPolicy: NotRequired[KeyPolicy]
+
+
+def account_key(key: RolloutKey, account: DiscoveredAccount) -> tuple[str | None, str]:
+    """The account's key (None: the policy has none for it) and where the choice came from."""
+    if "keyUri" in key:
+        return key["keyUri"], "request"
+    choice = choose_key(key["keyPolicy"], account["subscriptionId"], account["location"], account["tags"])
+    return choice["keyUri"], choice["source"]
 
 
 def unplanned_row(account_id: str, outcome: Outcome, reason: str, key_uri: str | None = None) -> ReportRow:

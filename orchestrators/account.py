@@ -121,7 +121,7 @@ def run_account(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         if held_seconds > HOLD_RECHECK_SECONDS:
             # As after an approval: hours may have passed, check again right before the step that cannot be undone.
             try:
-                again = yield from _preflight_until_idle(context, request, config, data.get("rollout"))
+                again = yield from _preflight_until_idle(context, request, config, _shared_reads(data))
             except Exception as error:  # an activity that failed after its retries, before any PATCH of the key
                 return _finish(context, request, "Failed", first_line(error), findings, plan, None, timings)
             findings = again["findings"]
@@ -209,7 +209,7 @@ def _prepare(
     plan: Plan | None = None
     try:
         report(context, "preflight", request["accountId"])
-        preflight = yield from _preflight_until_idle(context, request, config, data.get("rollout"))
+        preflight = yield from _preflight_until_idle(context, request, config, _shared_reads(data))
         findings = preflight["findings"]
         timings["preflightDoneAt"] = now_iso(context)
         if preflight["blocked"]:
@@ -241,7 +241,7 @@ def _prepare(
             timings["approvedAt"] = now_iso(context)
             # Hours may have passed: check again right before the step that cannot be undone, with fresh reads (the
             # approver may have just changed the vault).
-            again = yield from _preflight_until_idle(context, request, config, None)
+            again = yield from _preflight_until_idle(context, request, config, {})
             findings = again["findings"]
             if again["blocked"]:
                 return (yield from _blocked(context, request, config, findings, timings))
@@ -325,15 +325,15 @@ def _preflight_until_idle(
     context: df.DurableOrchestrationContext,
     request: EnablementRequest,
     config: OrchestrationConfig,
-    rollout: str | None,
+    shared: dict[str, Any],
 ) -> Generator[Any, Any, PreflightResult]:
     """Preflight; an account busy with another operation (and nothing else wrong) is waited for, durably and up
-    to CMK_BUSY_WAIT_HOURS, before it is refused as ACCOUNT_BUSY: busy is a state, not a verdict. `rollout`: the
-    rollout that started this account, whose accounts share their key's vault and key reads (cmk.inventory)."""
+    to CMK_BUSY_WAIT_HOURS, before it is refused as ACCOUNT_BUSY: busy is a state, not a verdict. `shared`: what
+    the rollout that started this account shares with its preflight (_shared_reads; empty: read everything)."""
     give_up = context.current_utc_datetime + timedelta(hours=config["busyWaitHours"])
     interval = config["pollIntervalSeconds"]
     while True:
-        result = yield from _preflight(context, request, config, rollout)
+        result = yield from _preflight(context, request, config, shared)
         codes = set(blocking_codes(result["findings"]))
         if codes != {Code.ACCOUNT_BUSY.value}:
             return result
@@ -406,15 +406,24 @@ def _enable(
     return result
 
 
+def _shared_reads(data: AccountInput) -> dict[str, Any]:
+    """What the preflight payload carries from the rollout that started the account: the rollout, whose accounts
+    share their key's vault and key reads, and what its discovery asked Resource Graph (cmk.inventory)."""
+    shared: dict[str, Any] = {}
+    if "rollout" in data:
+        shared["sharedReads"] = data["rollout"]
+        if "resourceGraph" in data:
+            shared["resourceGraph"] = data["resourceGraph"]
+    return shared
+
+
 def _preflight(
     context: df.DurableOrchestrationContext,
     request: EnablementRequest,
     config: OrchestrationConfig,
-    rollout: str | None,
+    shared: dict[str, Any],
 ) -> Generator[Any, Any, PreflightResult]:
-    payload: dict[str, Any] = {"request": request, "asOf": now_iso(context)}
-    if rollout is not None:
-        payload["sharedReads"] = rollout
+    payload: dict[str, Any] = {"request": request, "asOf": now_iso(context), **shared}
     preflight: PreflightResult = yield from call_arm(context, PREFLIGHT, payload, config)
     return preflight
 

@@ -24,11 +24,13 @@ from activities.estimate_encryption import ESTIMATE_ENCRYPTION
 from activities.summarize_rollout import SUMMARIZE_ROLLOUT
 from cmk.arm_pacing import WAKE_GRID_SECONDS, wake_delay_seconds
 from cmk.fleet import PlannedAccount, plan_lanes, preparing_per_lane
+from cmk.inventory import graph_answers_about
 from cmk.orchestration import LANE_ORCHESTRATOR, ROLLOUT_ORCHESTRATOR, OrchestrationConfig
 from cmk.rollouts import (
     Discovery,
     EncryptionEstimates,
     ReportRow,
+    RolloutKey,
     RolloutRequest,
     next_estimate_batch,
     plan_accounts,
@@ -91,7 +93,10 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     rows: list[ReportRow] = []
     try:
         discovery: Discovery = yield from call_arm(
-            context, DISCOVER_ACCOUNTS, {"accounts": request.get("accounts"), "scope": request.get("scope")}, config
+            context,
+            DISCOVER_ACCOUNTS,
+            {"accounts": request.get("accounts"), "scope": request.get("scope"), "key": _key(request)},
+            config,
         )
     except Exception as error:
         discovery = {"accounts": [], "missing": [], "resourceGraphPages": 0}
@@ -114,6 +119,12 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         template["throughputRaise"] = request["throughputRaise"]
     if "requestedBy" in request:
         template["requestedBy"] = request["requestedBy"]
+    if "tenants" in discovery:
+        template["resourceGraph"] = {
+            "at": timings["discoveredAt"],
+            "tenants": discovery["tenants"],
+            "vaults": discovery.get("vaults", {}),
+        }
     lane_ids = [f"{context.instance_id}-lane-{index}" for index in range(len(lanes))]
     lane_tasks = [
         context.call_sub_orchestrator(
@@ -306,6 +317,10 @@ def _summary(discovery: Discovery) -> DiscoverySummary:
     }
 
 
+def _key(request: RolloutRequest) -> RolloutKey:
+    return {"keyUri": request["keyUri"]} if "keyUri" in request else {"keyPolicy": request["keyPolicy"]}
+
+
 def _lane_input(
     context: df.DurableOrchestrationContext,
     index: int,
@@ -314,6 +329,10 @@ def _lane_input(
     config: OrchestrationConfig,
     preparing: int,
 ) -> LaneInput:
+    graph = template.get("resourceGraph")
+    if graph is not None:
+        # Each lane carries (and replays) only what concerns its accounts.
+        template = {**template, "resourceGraph": graph_answers_about(graph, lane)}
     return {
         "rolloutId": context.instance_id,
         "lane": index,

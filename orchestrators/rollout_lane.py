@@ -38,6 +38,7 @@ from activities.read_account_instance import READ_ACCOUNT_INSTANCE
 from activities.release_account_slot import RELEASE_ACCOUNT_SLOT
 from cmk.auth import Actor
 from cmk.fleet import PlannedAccount, estimate_scale, scaled_estimate
+from cmk.inventory import GraphAnswers, graph_answers_about
 from cmk.orchestration import (
     ACCOUNT_ORCHESTRATOR,
     INSTANCE_SUFFIX_SEPARATOR,
@@ -73,6 +74,8 @@ class LaneTemplate(TypedDict, total=False):
     identity: str
     throughputRaise: ThroughputRaiseRequest
     requestedBy: Actor  # the rollout's requester: each account's request records it
+    # What the rollout's discovery asked Resource Graph about the lane's accounts, for their preflights.
+    resourceGraph: GraphAnswers
 
 
 class CurrentAccount(TypedDict):
@@ -289,6 +292,8 @@ def _claim(
         "expectedSeconds": _expected_seconds(lane, account),
         "rollout": lane["rolloutId"],
     }
+    if "resourceGraph" in template:
+        child_input["resourceGraph"] = graph_answers_about(template["resourceGraph"], [account])
     preparation: Preparation = yield context.call_activity_with_retry(
         PREPARE_ACCOUNT_START,
         retry_options(lane["config"]),

@@ -3,6 +3,7 @@ it, a plan for ready accounts, and not a single write to Azure."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from activities.preflight import preflight_activity
+from cmk import inventory
 from cmk.errors import InvalidRequest
+from cmk.rollouts import discover_accounts
 from tests.activities.conftest import FOREIGN_TENANT, OTHER_SUB, RG, SUB, UNKNOWN_SUB, Cloud
 
 
@@ -215,3 +218,44 @@ def test_a_rollouts_accounts_share_the_reads_of_their_keys_vault_and_key_for_30_
     assert key_reads(rollout, 31) == 2  # older than 30 s: read again
     assert key_reads(f"rollout-{uuid.uuid4()}", 31) == 2  # another rollout never sees this one's
     assert key_reads(None, 31) == 2  # a preflight of its own always reads
+
+
+def test_a_rollouts_graph_answers_spare_its_preflights_the_queries_while_recent(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout's discovery asks Resource Graph once for its subscriptions' tenants and where its keys' vaults are;
+    its accounts' preflights use those answers for 10 minutes of the orchestrations' time instead of each asking
+    (a fleet's preflights queued for the graph's quota, two queries each). Older answers, or a vault gone from
+    where they place it, are asked again, and the preflight still finds the vault."""
+    for cache in ("_found", "_tenants", "_tenants_asked_at"):  # this process has asked nothing yet
+        monkeypatch.setattr(inventory, cache, {})
+    start = cloud.simulator.clock.now()
+    discovered = discover_accounts([cloud.account("acct-ready")], None, {"keyUri": cloud.key_uri})
+    vaults, tenants = discovered["vaults"], discovered["tenants"]
+    assert set(vaults) == {"kv-cmk-ready"} and SUB.lower() in tenants
+    answers = {"at": start.isoformat(), "tenants": tenants, "vaults": vaults}
+
+    def graph_queries(after_seconds: float, graph: dict[str, Any]) -> int:
+        before = cloud.last_sequence()
+        payload = {
+            "request": {"accountId": cloud.account("acct-ready"), "keyUri": cloud.key_uri},
+            "asOf": (start + timedelta(seconds=after_seconds)).isoformat(),
+            "sharedReads": f"rollout-{uuid.uuid4()}",
+            "resourceGraph": graph,
+        }
+        result = preflight_activity(payload)
+        if "throttled" in result:  # the graph's quota, spent by this module's earlier tests: wait, as orchestrators do
+            time.sleep(result["throttled"]["retryAfterSeconds"])
+            result = preflight_activity(payload)
+        assert not result["blocked"], result["findings"]
+        assert result["plan"]["vault"]["id"] == vaults["kv-cmk-ready"]["id"]
+        return len([r for r in cloud.simulator.requests(since=before) if "Microsoft.ResourceGraph" in r["path"]])
+
+    assert graph_queries(0, answers) == 0
+    assert graph_queries(599, answers) == 0
+    assert graph_queries(601, answers) >= 1  # ten minutes old: asked again
+    for cache in ("_found", "_tenants", "_tenants_asked_at"):
+        monkeypatch.setattr(inventory, cache, {})
+    gone = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/kv-cmk-moved-away"
+    misplaced = {**answers, "vaults": {"kv-cmk-ready": {"id": gone, "tenantId": None}}}
+    assert graph_queries(0, misplaced) >= 1  # not where the answers place it: searched, and found
