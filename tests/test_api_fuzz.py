@@ -18,6 +18,7 @@ The figures are printed (`-s` shows them) and kept in FuzzFigures for the assert
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import Counter
@@ -75,6 +76,8 @@ class FuzzFigures:
     orchestrations: int = 0
     orphan_orchestrations: list[str] = field(default_factory=list)
     azure_writes: list[str] = field(default_factory=list)
+    # What the host logged as errors while the fuzz ran: the stack of a function that failed (answered 500).
+    host_errors: list[str] = field(default_factory=list)
 
     @property
     def server_errors(self) -> int:
@@ -228,16 +231,34 @@ def _audit(figures: FuzzFigures, stack: LocalAzureStack) -> None:
     ]
 
 
+class _HostErrors(logging.Handler):
+    """Collects what the local host logs at ERROR (a failed function's stack), for the assertion messages: the
+    module's fixture runs the fuzz, so pytest would show its captured log only with a failure of the first test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[FuzzFigures]:
     with pytest.MonkeyPatch.context() as patch:
         for name in IDENTITY_ENV:
             patch.delenv(name, raising=False)
         settings = {"CMK_KEY_POLICY": json.dumps({"default": KEY}), "CMK_DOCUMENT_ID_SCAN": "false"}
-        with LocalAzureStack(_world(), require_keys=True, settings=settings) as stack:
-            figures = run_fuzz(stack)
-            print(f"\nschemathesis against the local host: {json.dumps(figures.summary())}")
-            yield figures
+        host_errors = _HostErrors()
+        logging.getLogger("sandbox.host").addHandler(host_errors)
+        try:
+            with LocalAzureStack(_world(), require_keys=True, settings=settings) as stack:
+                figures = run_fuzz(stack)
+                figures.host_errors = host_errors.messages
+                print(f"\nschemathesis against the local host: {json.dumps(figures.summary())}")
+                yield figures
+        finally:
+            logging.getLogger("sandbox.host").removeHandler(host_errors)
 
 
 def test_the_fuzz_covers_every_operation_with_enough_requests(fuzzed: FuzzFigures) -> None:
@@ -249,7 +270,7 @@ def test_the_fuzz_covers_every_operation_with_enough_requests(fuzzed: FuzzFigure
 
 
 def test_no_response_is_a_server_error(fuzzed: FuzzFigures) -> None:
-    assert fuzzed.server_errors == 0, fuzzed.by_status
+    assert fuzzed.server_errors == 0, (fuzzed.by_status, fuzzed.host_errors[:3])
 
 
 def test_every_response_conforms_and_every_check_holds(fuzzed: FuzzFigures) -> None:
