@@ -1,10 +1,11 @@
-"""Activity: the report rows of a rollout's lanes, once none runs, for a rollout past its first generation (whose
-lanes' completions no longer reach it), and for a lane that broke (whose completion carries no rows).
+"""Activity: the report rows of a rollout's lanes, once none runs.
 
-A lane that completed returns its rows. A lane that ended otherwise (terminated by an admin, or failed) returns
-the rows it carried into its last generation; each account it had not finished is reported from the orchestration
-handling it when that one has an outcome, else as Encrypting when it was at or past the key PATCH, else Failed,
-the reason saying the lane ended.
+A lane carries only the rows it wrote itself (orchestrators.rollout_lane); every other account it finished has its
+row in the output of the orchestration the lane started for it at its first claim, read here (one list query of
+the account orchestrations created since the rollout began, when there are many). A lane that completed returns
+its own rows; a lane that ended otherwise (terminated by an admin, or failed) has the rows of its last generation's
+input, and each account it had not finished is reported from the orchestration handling it when that one has an
+outcome, else as Encrypting when it was at or past the key PATCH, else Failed, the reason saying the lane ended.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any, TypedDict
 import azure.durable_functions as df
 
 from activities import Payload
-from cmk.orchestration import account_instance_base
+from cmk.orchestration import account_instance_base, rollout_instance_id
 from cmk.rollouts import ReportRow, report_row, unplanned_row
-from coordination.fleet_status import decoded
+from coordination.fleet_status import decoded, read_instance, terminal_instances
 
 COLLECT_LANE_ROWS = "collect_lane_rows"
 # Phases from the key PATCH on: the encryption may be running in Azure (orchestrators.rollout_lane).
@@ -33,6 +34,9 @@ class CollectedRows(TypedDict):
 async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) -> CollectedRows:
     rows: list[ReportRow] = []
     errors: list[str] = []
+    # Accounts a lane finished whose row is their first claim's orchestration's output: (instance id, account).
+    first_claims: list[tuple[str, dict[str, Any]]] = []
+    rollout_id: str | None = None
     for lane_id in lane_ids:
         lane = await client.get_status(lane_id, show_input=True)
         if lane is None or lane.runtime_status is None:
@@ -40,14 +44,21 @@ async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) ->
             continue
         status = lane.runtime_status.value
         output = decoded(lane.output)
-        if status == "Completed" and isinstance(output, list):
-            rows += output
-            continue
         data = decoded(lane.input_)
         data = data if isinstance(data, dict) else {}
-        finished: list[ReportRow] = list(data.get("rows") or [])
-        rows += finished
-        done = {str(row["accountId"]).lower() for row in finished}
+        rollout_id = str(data.get("rolloutId") or rollout_id or "")
+        completed = status == "Completed" and isinstance(output, list)
+        written: list[ReportRow] = list(output if completed else data.get("rows") or [])
+        rows += written
+        done = {str(row["accountId"]).lower() for row in written}
+        position = int(data.get("position") or 0)
+        planned: list[dict[str, Any]] = list(data.get("accounts") or [])
+        for index, account in enumerate(planned):
+            if str(account["accountId"]).lower() not in done and (completed or index < position):
+                first_claims.append((rollout_instance_id(account["accountId"], str(data["rolloutId"]), 0), account))
+                done.add(str(account["accountId"]).lower())
+        if completed:
+            continue
         custom = lane.custom_status if isinstance(lane.custom_status, dict) else {}
         named = [custom.get("current"), *(custom.get("upcoming") or [])]
         claimed = {
@@ -61,7 +72,31 @@ async def collect(lane_ids: list[str], client: df.DurableOrchestrationClient) ->
                 continue
             instance_id = claimed.get(account_instance_base(account["accountId"]))
             rows.append(await _row_of(client, account, instance_id, ended))
+    if first_claims and rollout_id:
+        rows += await _first_claims_rows(client, rollout_id, first_claims)
     return {"rows": rows, "errors": errors}
+
+
+async def _first_claims_rows(
+    client: df.DurableOrchestrationClient, rollout_id: str, first_claims: list[tuple[str, dict[str, Any]]]
+) -> list[ReportRow]:
+    """The rows of accounts a lane finished with the orchestration it started at their first claim: its output.
+    Read in one list query of the orchestrations created since the rollout began when there are many."""
+    rollout = await read_instance(client, rollout_id) or {"instanceId": rollout_id}
+    found = await terminal_instances(client, rollout, {instance_id for instance_id, _ in first_claims}, remember=False)
+    rows: list[ReportRow] = []
+    for instance_id, account in first_claims:
+        output = (found.get(instance_id) or {}).get("output")
+        if isinstance(output, dict) and "outcome" in output:
+            rows.append(report_row(output, instance_id))  # type: ignore[arg-type]  # an account orchestration's output
+            continue
+        # Its lane saw it end with an outcome, so it was there: purged since, most likely.
+        reason = f"Its lane finished it, but orchestration {instance_id} can no longer be read "
+        reason += " (purged?): outcome unknown"
+        row = unplanned_row(account["accountId"], "Failed", reason, account["keyUri"])
+        row["instanceId"] = instance_id
+        rows.append(row)
+    return rows
 
 
 async def _row_of(

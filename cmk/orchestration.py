@@ -81,6 +81,12 @@ def account_instance_id(account_id: str, suffix: str) -> str:
     return f"{account_instance_base(account_id)}{INSTANCE_SUFFIX_SEPARATOR}{cleaned}"
 
 
+def rollout_instance_id(account_id: str, rollout_id: str, claim: int) -> str:
+    """The orchestration a rollout's lane starts for the account at its `claim`-th claim (0 first): never used
+    before, and the same when the lane's step is replayed or retried."""
+    return account_instance_id(account_id, short_digest(f"{rollout_id}/{claim}"))
+
+
 def belongs_to_account(instance_id: str, base: str) -> bool:
     """Whether an instance id is one of the account's (the base alone is what earlier versions used)."""
     return instance_id == base or instance_id.startswith(base + INSTANCE_SUFFIX_SEPARATOR)

@@ -3,10 +3,9 @@ rollout with its phase and step times, the fleet overview, one account's details
 only (the rollout's own customStatus stays a handful of counters whatever the fleet size).
 
 Where each account of a rollout stands comes from its lanes: a lane's latest input holds its planned accounts, the
-position it has reached and the report rows of the accounts it finished in earlier generations, and its custom
-status names the orchestration holding its slot now and those it prepares ahead of it (`upcoming`). Accounts the
-lane finished in its current generation are found by the instance id the lane gives them (deterministic per
-rollout, account and claim), else from the lane's history.
+position it has reached and the report rows it wrote itself, and its custom status names the orchestration holding
+its slot now and those it prepares ahead of it (`upcoming`). Every other account the lane finished is found by the
+instance id the lane gives it (deterministic per rollout, account and claim), else from the lane's history.
 
 Finished orchestrations never change, so their status payloads are kept in memory (`_TERMINAL`): a refresh reads
 only the orchestrations still running and the ones that ended since. Whole views are kept for `VIEW_TTL_SECONDS`,
@@ -32,7 +31,7 @@ from cmk.orchestration import (
     LANE_ORCHESTRATOR,
     ROLLOUT_ORCHESTRATOR,
     account_instance_base,
-    account_instance_id,
+    rollout_instance_id,
     short_digest,
 )
 from cmk.progress import (
@@ -290,7 +289,7 @@ async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) 
         for s in slots
         if s.instance_id and s.instance_id not in running and s.planned["accountId"].lower() not in memo.done
     }
-    known = await _terminal_instances(client, rollout, finished_ids)
+    known = await terminal_instances(client, rollout, finished_ids)
 
     moment = now([rollout, *lanes, *(instance for instance, _ in running.values())])
     queued_since = rollout.get("createdTime")
@@ -455,7 +454,9 @@ def _lane_slots(rollout_id: str, lanes: list[dict[str, Any]]) -> list[_LaneSlot]
             elif index in upcoming:
                 slot.current, slot.instance_id = True, upcoming[index]
                 _claimed(rollout_id, account["accountId"], upcoming[index])
-            elif frontier is not None and position <= index < frontier:
+            elif index < position or (frontier is not None and index < frontier):
+                # Finished: in its current generation, or before without a row of the lane's own (its row is its
+                # first claim's orchestration's output, orchestrators.rollout_lane).
                 slot.finished_here = True
             elif lane.get("runtimeStatus") not in ACTIVE_RUNTIME_STATUSES and index >= position:
                 slot.finished_here = True  # ended without an output: the report will have its row
@@ -479,11 +480,11 @@ async def _resolve_finished_here(
     if not unknown:
         return
     candidates = {
-        account_instance_id(slot.planned["accountId"], short_digest(f"{rollout_id}/{claim}")): slot
+        rollout_instance_id(slot.planned["accountId"], rollout_id, claim): slot
         for slot in unknown
         for claim in range(MAX_CLAIMS)
     }
-    found = await _terminal_instances(client, rollout, set(candidates), missing_ok=True)
+    found = await terminal_instances(client, rollout, set(candidates), missing_ok=True)
     for instance_id in sorted(found, key=lambda i: str(found[i].get("createdTime") or "")):
         candidates[instance_id].instance_id = instance_id
     still = {slot.lane for slot in unknown if slot.instance_id is None}
@@ -511,11 +512,17 @@ def _instance_ids_in(event: dict[str, Any]) -> list[str]:
     return [name for name in found if name.startswith(ACCOUNT_PREFIX) and "." in name]
 
 
-async def _terminal_instances(
-    client: df.DurableOrchestrationClient, rollout: dict[str, Any], ids: set[str], *, missing_ok: bool = False
+async def terminal_instances(
+    client: df.DurableOrchestrationClient,
+    rollout: dict[str, Any],
+    ids: set[str],
+    *,
+    missing_ok: bool = False,
+    remember: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Status payloads of the given instances: from memory, else one list query of the account orchestrations
-    created since the rollout started (many unknown), else one read each."""
+    created since the rollout started (many unknown), else one read each. `remember`: keep the ended ones in memory
+    for the status API's next reads (a one-off reader passes False)."""
     found = {i: _TERMINAL[i] for i in ids if i in _TERMINAL}
     unknown = ids - set(found)
     if len(unknown) > LIST_INSTEAD_OF_READS:
@@ -526,7 +533,8 @@ async def _terminal_instances(
         for instance in await list_instances(client, query):
             if instance.get("name") != ACCOUNT_ORCHESTRATOR:
                 continue
-            _remember(instance)
+            if remember:
+                _remember(instance)
             if instance["instanceId"] in unknown:
                 found[str(instance["instanceId"])] = instance
         unknown -= set(found)
@@ -535,7 +543,8 @@ async def _terminal_instances(
     reads = await _gather([lambda i=i: read_instance(client, i) for i in sorted(unknown)])  # type: ignore[misc]
     for instance in reads:
         if instance is not None:
-            _remember(instance)
+            if remember:
+                _remember(instance)
             found[str(instance["instanceId"])] = instance
     return found
 

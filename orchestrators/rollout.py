@@ -4,7 +4,8 @@ them, and report every account named or discovered with an outcome.
 While the lanes run, the rollout refreshes its custom status (counts only) on a backing-off timer. A rollout can
 run for weeks, so it continues as new every REFRESHES_PER_GENERATION refreshes, carrying what its report needs;
 from then on the lanes' completions no longer reach it (they were its first generation's sub-orchestrations), so it
-follows them by reading their status and collects their rows once they have all ended.
+follows them by reading their status. Either way, once every lane has ended it collects their rows in one activity
+(a lane carries only the rows it wrote itself; the others are its accounts' orchestrations' outputs).
 """
 
 from __future__ import annotations
@@ -138,47 +139,50 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     if lane_tasks:
         all_lanes = context.task_all(lane_tasks)
         refresh = FIRST_STATUS_REFRESH_SECONDS
+        ended = False
         for _ in range(REFRESHES_PER_GENERATION):
             timer: TimerTask = sleep(context, refresh)
             winner = yield context.task_any([all_lanes, timer])
             if winner is all_lanes:
                 timer.cancel()  # type: ignore[no-untyped-call]
+                ended = True
                 break
             live = yield from _refresh(context, lane_ids, by_outcome, total, config)
             if live is not None:
                 by_phase = live
             refresh = min(refresh * 2, MAX_STATUS_REFRESH_SECONDS)
-        else:
-            # Weeks-long rollouts: bound the history; the next generation follows the lanes by reading them.
-            context.continue_as_new(
-                {
-                    "request": request,
-                    "config": config,
-                    "following": {
-                        "laneIds": lane_ids,
-                        "rows": rows,
-                        "total": total,
-                        "timings": timings,
-                        "discovery": _summary(discovery),
-                        "refreshSeconds": refresh,
-                        "byOutcome": dict(by_outcome),
-                        "byPhase": by_phase,
-                    },
-                }
-            )
+        lane_rows: list[ReportRow] | None = None
+        if ended:
+            broken: dict[str, str] = {}
+            for lane_id, task in zip(lane_ids, lane_tasks, strict=True):
+                # task_all fails fast: if a lane itself broke, the others may still be running; wait for them all.
+                if not task.is_completed:
+                    with contextlib.suppress(Exception):  # reported below from the task's state
+                        yield task
+                if task.state == TaskState.FAILED:  # lanes catch account failures: this is a lane that broke
+                    broken[lane_id] = f"Lane failed: {first_line(Exception(task.result))}"
+            try:
+                lane_rows = yield from _rows_of_lanes(context, lanes, lane_ids, broken, config)
+            except Exception as error:  # noqa: BLE001 - read again by the next generation, at each refresh
+                if not context.is_replaying:
+                    logger.warning("Rollout %s: lane rows not read: %s", context.instance_id, first_line(error))
+                refresh, by_outcome, by_phase = FIRST_STATUS_REFRESH_SECONDS, Counter(), {}
+        if lane_rows is None:
+            # Weeks-long rollouts bound their history, and rows that could not be read are read again: the next
+            # generation follows the lanes by reading them.
+            later: Following = {
+                "laneIds": lane_ids,
+                "rows": rows,
+                "total": total,
+                "timings": timings,
+                "discovery": _summary(discovery),
+                "refreshSeconds": refresh,
+                "byOutcome": dict(by_outcome),
+                "byPhase": by_phase,
+            }
+            context.continue_as_new({"request": request, "config": config, "following": later})
             return None
-        broken: list[tuple[list[PlannedAccount], str, str]] = []
-        for lane, lane_id, task in zip(lanes, lane_ids, lane_tasks, strict=True):
-            # task_all fails fast: if a lane itself broke, the others may still be running; wait for them all.
-            if not task.is_completed:
-                with contextlib.suppress(Exception):  # reported below from the task's state
-                    yield task
-            if task.state == TaskState.FAILED:  # lanes catch account failures: this is a lane that broke
-                broken.append((lane, lane_id, f"Lane failed: {first_line(Exception(task.result))}"))
-            else:
-                rows += task.result or []
-        if broken:
-            rows += yield from _rows_of_broken_lanes(context, broken, config)
+        rows += lane_rows
     return _output(context, request, rows, timings, _summary(discovery), None)
 
 
@@ -220,29 +224,21 @@ def _estimate_encryptions(
     }
 
 
-def _rows_of_broken_lanes(
+def _rows_of_lanes(
     context: df.DurableOrchestrationContext,
-    broken: list[tuple[list[PlannedAccount], str, str]],
+    lanes: list[list[PlannedAccount]],
+    lane_ids: list[str],
+    broken: dict[str, str],
     config: OrchestrationConfig,
 ) -> Generator[Any, Any, list[ReportRow]]:
-    """A lane that broke had finished some accounts and handed others to orchestrations that may still be
-    encrypting: report each as it is (the rows it carried, the account's own orchestration), never Failed wholesale.
-    Only when even that cannot be read is every account of the lane reported Failed, saying why."""
-    try:
-        collected: CollectedRows = yield from call_arm(
-            context, COLLECT_LANE_ROWS, {"lanes": [lane_id for _, lane_id, _ in broken]}, config
-        )
-    except Exception as error:  # noqa: BLE001 - reported in each row
-        return [
-            unplanned_row(
-                a["accountId"], "Failed", f"{reason}; its accounts could not be read: {first_line(error)}", a["keyUri"]
-            )
-            for lane, _, reason in broken
-            for a in lane
-        ]
+    """Every planned account's row, once all lanes have ended: the rows each lane wrote, the others read from their
+    orchestrations. A lane that broke had finished some accounts and handed others to orchestrations that may still
+    be encrypting: each is reported as it is, never Failed wholesale. Raises when the rows cannot be read."""
+    collected: CollectedRows = yield from call_arm(context, COLLECT_LANE_ROWS, {"lanes": lane_ids}, config)
     rows = list(collected["rows"])
     reported = {str(row["accountId"]).lower() for row in rows}
-    for lane, _, reason in broken:  # a lane that could not be found: its accounts still get a row each
+    for lane, lane_id in zip(lanes, lane_ids, strict=True):  # a lane not found: its accounts still get a row each
+        reason = broken.get(lane_id) or f"Lane {lane_id} was not found: its accounts' outcomes could not be read"
         rows += [
             unplanned_row(a["accountId"], "Failed", reason, a["keyUri"])
             for a in lane

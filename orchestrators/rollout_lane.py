@@ -9,7 +9,13 @@ back) does not hold the lane. The lane's slot is held until Azure's encryption e
 following an encryption (its deadline, or terminated after the key PATCH) is followed by a new one, which sends no
 second PATCH. So a rollout's concurrency cap holds in Azure, not only in the lanes. A failing account is recorded
 and the lane moves on; the lane bounds its history with continue_as_new between accounts (and while it reads
-someone else's orchestration), carrying the rows it has so far.
+someone else's orchestration).
+
+A lane's input is parsed at every one of its episodes, so it carries no more than it must: its planned accounts,
+its counts, and only the report rows it wrote itself (an account whose orchestration broke, or that someone else's
+orchestration handled, or that took a second claim). The row of every other account is the output of the
+orchestration the lane started for it at its first claim (`rollout_instance_id`), a completed orchestration that
+never changes; the rollout collects those rows once, at its end (activities.collect_lane_rows).
 
 The cap bounds encryptions, not preparation: a lane with `preparing` > 0 starts its next accounts' orchestrations
 ahead of its slot, each with a `hold`, so they run preflight, identity and key access while the slot's encryption
@@ -47,8 +53,7 @@ from cmk.orchestration import (
     OrchestrationConfig,
     Outcome,
     account_instance_base,
-    account_instance_id,
-    short_digest,
+    rollout_instance_id,
 )
 from cmk.requests import EnablementRequest
 from cmk.rollouts import ReportRow, report_row, unplanned_row
@@ -102,7 +107,11 @@ class LaneInput(TypedDict):
     template: LaneTemplate
     config: OrchestrationConfig
     position: int
+    # The report rows the lane wrote itself; every other account before `position` has its row in the output of
+    # its first claim's orchestration (see the module's docstring). Lanes started before this was so carry all.
     rows: list[ReportRow]
+    # The finished accounts by outcome (absent in lanes started before it was carried: counted from `rows`).
+    counts: NotRequired[dict[str, int]]
     current: NotRequired[CurrentAccount | None]
     # How many accounts the lane prepares ahead of its slot (absent: none), and those it has claimed: the accounts
     # at position + 1, position + 2, ... in order.
@@ -120,6 +129,7 @@ def cmk_rollout_lane(context: df.DurableOrchestrationContext) -> Generator[Any, 
 def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, list[ReportRow] | None]:
     lane: LaneInput = context.get_input()  # type: ignore[assignment]  # the rollout built it
     accounts, rows = lane["accounts"], lane["rows"]
+    counts = lane.setdefault("counts", dict(Counter(row["outcome"] for row in rows)))
     upcoming = lane.setdefault("upcoming", [])
     # Sub-orchestrations started in this generation, by instance id: their completion wakes the lane.
     children: dict[str, TaskBase] = {}
@@ -144,7 +154,7 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
             else:
                 # Someone else's (an approval-gated request, an enrolment, another rollout), or ours from an
                 # earlier generation of the lane: read its status.
-                _report(context, lane, rows)
+                _report(context, lane)
                 reading = yield context.call_activity_with_retry(
                     READ_ACCOUNT_INSTANCE, retry_options(lane["config"]), {"instanceId": current["instanceId"]}
                 )
@@ -152,6 +162,7 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
                 if _still_held(reading, current):
                     yield from _release(context, lane, current)
             row = _row_when_done(reading, current, account)
+            own_output = row is not None and _is_first_claims_output(lane, reading, current, account)
             if row is not None:
                 _learn_estimate_scale(lane, reading, account)
             if row is None and _must_follow_again(reading, current):
@@ -163,21 +174,38 @@ def run_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, lis
                 lane["current"] = current
                 yield context.create_timer(_next_read(context, reading, current))
                 if reads >= READS_PER_GENERATION:
-                    _continue(context, lane, rows)
+                    _continue(context, lane)
                     return None
                 continue
         except Exception as error:  # one account's failure never stops the others
             row = unplanned_row(account["accountId"], "Failed", first_line(error), account["keyUri"])
             row["instanceId"] = current["instanceId"] if current else None
-        rows.append(row)
+            own_output = False
+        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+        if not own_output:
+            rows.append(row)
         lane["current"] = None
         lane["position"] += 1
         handled += 1
         if (handled >= ACCOUNTS_PER_GENERATION or reads >= READS_PER_GENERATION) and lane["position"] < len(accounts):
-            _continue(context, lane, rows)
+            _continue(context, lane)
             return None
-    _report(context, lane, rows)
+    _report(context, lane)
     return rows
+
+
+def _is_first_claims_output(
+    lane: LaneInput, reading: InstanceReading, current: CurrentAccount, account: PlannedAccount
+) -> bool:
+    """The account's row is exactly the output of the orchestration the lane started at its first claim, which the
+    rollout's collection reads back at the end: the lane need not carry it."""
+    return (
+        current["started"]
+        and current["instanceId"] == rollout_instance_id(account["accountId"], lane["rolloutId"], 0)
+        and reading["runtimeStatus"] == "Completed"
+        and isinstance(reading["output"], dict)
+        and "outcome" in reading["output"]
+    )
 
 
 def _learn_estimate_scale(lane: LaneInput, reading: InstanceReading, account: PlannedAccount) -> None:
@@ -229,7 +257,7 @@ def _prepare_ahead(
         winner = yield context.task_any([*launched, now])
         if winner is not now:
             now.cancel()  # type: ignore[no-untyped-call]
-        _report(context, lane, lane["rows"])
+        _report(context, lane)
 
 
 def _start_child(context: df.DurableOrchestrationContext, entry: CurrentAccount) -> TaskBase:
@@ -246,7 +274,7 @@ def _release(
     if not current.get("held"):
         return
     current["released"] = True
-    _report(context, lane, lane["rows"])
+    _report(context, lane)
     try:
         # Released, or it had ended already (prepared, then refused, say): its outcome is read either way.
         yield context.call_activity_with_retry(
@@ -307,7 +335,7 @@ def _claim(
     if preparation["running"] is not None:
         return _current(preparation["running"], started=False, claims=claims + 1, child_input=None)
     # Deterministic per rollout, account and claim, and never used before: no duplicate id for the engine to judge.
-    instance_id = account_instance_id(account["accountId"], short_digest(f"{lane['rolloutId']}/{claims}"))
+    instance_id = rollout_instance_id(account["accountId"], lane["rolloutId"], claims)
     child_input = preparation["input"]
     if hold and not template.get("dryRun"):
         child_input["hold"] = {"laneId": context.instance_id, "rolloutId": lane["rolloutId"]}
@@ -343,7 +371,7 @@ def _await_own(
     if not current.get("launched"):
         children[current["instanceId"]] = _start_child(context, current)
     child = children[current["instanceId"]]
-    _report(context, lane, lane["rows"])
+    _report(context, lane)
     watch = WATCHDOG_FIRST_SECONDS
     while True:
         timer: TimerTask = sleep(context, watch)
@@ -432,14 +460,14 @@ def _next_read(context: df.DurableOrchestrationContext, reading: InstanceReading
     return now + timedelta(seconds=wait)
 
 
-def _continue(context: df.DurableOrchestrationContext, lane: LaneInput, rows: list[ReportRow]) -> None:
-    _report(context, lane, rows)
+def _continue(context: df.DurableOrchestrationContext, lane: LaneInput) -> None:
+    _report(context, lane)
     context.continue_as_new(lane)
 
 
-def _report(context: df.DurableOrchestrationContext, lane: LaneInput, rows: list[ReportRow]) -> None:
+def _report(context: df.DurableOrchestrationContext, lane: LaneInput) -> None:
     """The lane's custom status: counts, the orchestration that holds its slot, and those prepared ahead of it."""
-    done = Counter(row["outcome"] for row in rows)
+    done = lane.get("counts") or {}
     current = lane.get("current")
     upcoming = lane.get("upcoming") or []
     remaining = len(lane["accounts"]) - lane["position"] - (1 if current else 0) - len(upcoming)

@@ -137,6 +137,7 @@ def drive(
                 run.statuses.append(context.custom_status)
         except StopIteration as stop:
             run.output = stop.value
+            run.statuses.append(context.custom_status)  # as the orchestration ended: its last custom status
         now = context.current_utc_datetime
         run.now = now
         run.generations += 1

@@ -141,6 +141,13 @@ def _drive(accounts: Accounts, lane: LaneInput) -> Run:
     )
 
 
+def _finished(run: Run, outcome: str, count: int) -> None:
+    """The lane finished every account with `outcome` (its counts), each by the orchestration it started at its
+    first claim: the lane wrote no row of its own (the rollout reads those orchestrations' outputs)."""
+    assert run.statuses[-1]["done"] == {outcome: count}
+    assert run.output == []
+
+
 def _back_to_back(spans: list[tuple[datetime, datetime]]) -> None:
     for (_, previous_end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= previous_end, "two encryptions of one lane at once"
@@ -149,7 +156,7 @@ def _back_to_back(spans: list[tuple[datetime, datetime]]) -> None:
 def test_preparing_ahead_runs_the_lanes_encryptions_back_to_back() -> None:
     accounts = Accounts()
     run = _drive(accounts, _lane(6, preparing=2))
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * 6
+    _finished(run, "Enabled", 6)
     spans = accounts.encryptions()
     _back_to_back(spans)
     for (_, previous_end), (start, _) in zip(spans, spans[1:], strict=False):
@@ -162,7 +169,7 @@ def test_preparing_ahead_runs_the_lanes_encryptions_back_to_back() -> None:
 def test_without_preparing_ahead_each_account_prepares_in_its_slot() -> None:
     accounts = Accounts()
     run = _drive(accounts, _lane(4, preparing=0))
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * 4
+    _finished(run, "Enabled", 4)
     assert run.now - START == 4 * (PREPARATION + ENCRYPTION)
     assert run.count("release_account_slot") == 0
 
@@ -181,7 +188,7 @@ def test_one_ahead_waits_only_for_what_preparation_takes_beyond_the_encryption()
 def test_a_release_that_never_arrives_is_raised_again_by_the_watchdog() -> None:
     accounts = Accounts(lose=frozenset({"a001"}))
     run = _drive(accounts, _lane(3, preparing=1))
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * 3
+    _finished(run, "Enabled", 3)
     releases = {instance: times for instance, times in accounts.released.items() if "a001" in instance}
     assert len(next(iter(releases.values()))) == 2, "released again once a reading showed it still waiting"
     _back_to_back(accounts.encryptions())
@@ -194,8 +201,8 @@ def test_accounts_started_before_the_lane_continued_as_new_are_followed_to_their
     total = ACCOUNTS_PER_GENERATION + 5
     run = _drive(accounts, _lane(total, preparing=2))
     assert run.generations >= 2
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * total
-    assert len({row["accountId"] for row in run.output}) == total
+    _finished(run, "Enabled", total)
+    assert all(len(generation["rows"]) == 0 for generation in run.inputs), "no generation carries finished rows"
     assert len(accounts.started) == total, "no account started twice"
     _back_to_back(accounts.encryptions())
 
@@ -205,7 +212,7 @@ def test_the_lane_corrects_the_next_accounts_estimates_by_what_its_finished_encr
     # first that finished are given 570 s, with the slot (held ones) or in their input (claimed after it).
     accounts = Accounts()
     run = _drive(accounts, _lane(5, preparing=1, expected_seconds=300.0))
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * 5
+    _finished(run, "Enabled", 5)
     order = sorted(accounts.started, key=lambda instance: accounts.started[instance][1]["request"]["accountId"])
     given = [
         accounts.release_estimates.get(instance, accounts.started[instance][1]["expectedSeconds"]) for instance in order
@@ -219,7 +226,34 @@ def test_the_lane_corrects_the_next_accounts_estimates_by_what_its_finished_encr
 def test_an_estimate_from_no_metrics_is_not_corrected() -> None:
     accounts = Accounts()
     run = _drive(accounts, _lane(3, preparing=0, expected_seconds=UNKNOWN_ENCRYPTION_SECONDS))
-    assert [row["outcome"] for row in run.output] == ["Enabled"] * 3
+    _finished(run, "Enabled", 3)
     assert {child_input["expectedSeconds"] for _, child_input in accounts.started.values()} == {
         UNKNOWN_ENCRYPTION_SECONDS
     }
+
+
+def test_the_lane_carries_only_the_rows_it_wrote_itself() -> None:
+    """An account whose claim fails gets a row the lane wrote (Failed, saying why); it is the only row the lane
+    carries and returns. The others are their orchestrations' outputs, read by the rollout at its end."""
+    accounts = Accounts()
+    activities = accounts.activities()
+    prepare = activities["prepare_account_start"]
+
+    def failing_prepare(payload: Any, now: datetime) -> Any:
+        if payload["input"]["request"]["accountId"].endswith("/a002"):
+            raise RuntimeError("the task hub did not answer")
+        return prepare(payload, now)
+
+    activities["prepare_account_start"] = failing_prepare
+    total = ACCOUNTS_PER_GENERATION + 3
+    run = drive(
+        run_lane,
+        _lane(total, preparing=1),
+        activities,
+        instance_id=LANE_ID,
+        sub_orchestrations=accounts.sub_orchestrations,
+    )
+    assert run.statuses[-1]["done"] == {"Enabled": total - 1, "Failed": 1}
+    assert [(row["accountId"].rsplit("/", 1)[1], row["outcome"]) for row in run.output] == [("a002", "Failed")]
+    assert "the task hub did not answer" in run.output[0]["reason"]
+    assert run.generations >= 2 and all(len(generation["rows"]) <= 1 for generation in run.inputs)

@@ -1,6 +1,6 @@
 """A rollout that runs for weeks bounds its history: its status-refresh loop continues as new, and the later
-generations follow the lanes by reading them (their completions no longer reach it), then collect their rows.
-Short rollouts never continue as new. Driven by the generator harness."""
+generations follow the lanes by reading them (their completions no longer reach it). Short rollouts never continue as
+new. Either way the rows are collected once, when every lane has ended. Driven by the generator harness."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_a_weeks_long_rollout_continues_as_new_and_still_reports_every_account()
 def test_a_rollout_of_hours_never_continues_as_new_and_notices_its_lanes_at_once() -> None:
     fleet = Fleet(lasting=timedelta(hours=8))
     run = _drive(fleet, accounts=4)
-    assert run.generations == 1 and run.count("collect_lane_rows") == 0
+    assert run.generations == 1 and run.count("collect_lane_rows") == 1
     assert run.now == START + fleet.lasting
     assert run.output["totals"] == {"Enabled": 4, "Refused": 1}
 
@@ -150,9 +150,10 @@ def test_a_lane_that_broke_reports_each_of_its_accounts_as_it_is_not_failed_whol
 
     def collect(payload: Any, now: datetime) -> Any:
         collected.append(payload["lanes"])
-        first, second = fleet.lanes[payload["lanes"][0]][1]
+        first, second = fleet.lanes[f"{ROLLOUT_ID}-lane-1"][1]
         return {
             "rows": [
+                *fleet.rows(f"{ROLLOUT_ID}-lane-0"),
                 {"accountId": first, "outcome": "Enabled", "reason": "confirmed", "instanceId": "cmk-a.1"},
                 {"accountId": second, "outcome": "Encrypting", "reason": "lane ended", "instanceId": "cmk-b.1"},
             ],
@@ -161,6 +162,27 @@ def test_a_lane_that_broke_reports_each_of_its_accounts_as_it_is_not_failed_whol
 
     activities["collect_lane_rows"] = collect
     run = drive(run_rollout, _input(4), activities, instance_id=ROLLOUT_ID, sub_orchestrations=fleet.sub_orchestrations)
-    assert collected == [[f"{ROLLOUT_ID}-lane-1"]], "only the broken lane is read"
+    assert collected == [[f"{ROLLOUT_ID}-lane-0", f"{ROLLOUT_ID}-lane-1"]], "every lane read once, all ended"
     assert run.output["totals"] == {"Enabled": 3, "Encrypting": 1, "Refused": 1}
     assert {row["accountId"] for row in run.output["accounts"]} == {_id(i) for i in range(4)} | {MISSING}
+
+
+def test_a_rollout_whose_rows_cannot_be_read_yet_reads_them_again_and_reports_no_outcome_it_does_not_know() -> None:
+    """The lanes have ended but the read of their rows fails: the rollout neither ends nor reports its accounts
+    Failed; it follows its lanes in a later generation and reads the rows again at the next refresh."""
+    fleet = Fleet(lasting=timedelta(hours=2))
+    activities = fleet.activities()
+    collect = activities["collect_lane_rows"]
+    failures = [RuntimeError("the task hub did not answer")]
+
+    def flaky_collect(payload: Any, now: datetime) -> Any:
+        if failures:
+            raise failures.pop()
+        return collect(payload, now)
+
+    activities["collect_lane_rows"] = flaky_collect
+    run = drive(run_rollout, _input(4), activities, instance_id=ROLLOUT_ID, sub_orchestrations=fleet.sub_orchestrations)
+    assert run.generations == 2 and run.count("collect_lane_rows") == 2
+    assert run.output["totals"] == {"Enabled": 4, "Refused": 1}
+    assert run.output["error"] is None
+    assert run.now - (START + fleet.lasting) <= timedelta(minutes=2), "read again at the next refresh"
