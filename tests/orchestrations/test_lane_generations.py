@@ -49,7 +49,8 @@ def test_accounts_a_lane_finished_in_earlier_generations_keep_their_outcomes_in_
     _until(
         stack, f"cmk/instances/{gated['id']}", lambda s: (s["customStatus"] or {}).get("phase") == "awaitingApproval"
     )
-    body = {"accounts": [_id(n) for n in [*NAMES, GATED]], "keyUri": KEY_URI, "maxConcurrency": 1}
+    # Preparing nothing ahead, the lane continues as new every ACCOUNTS_PER_GENERATION accounts.
+    body = {"accounts": [_id(n) for n in [*NAMES, GATED]], "keyUri": KEY_URI, "maxConcurrency": 1, "maxPreparing": 0}
     rollout_id = _post(stack, "cmk/rollouts", body)["id"]
     lane_id = f"{rollout_id}-lane-0"
     _until(

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cmk.fleet import UNKNOWN_ENCRYPTION_SECONDS, PlannedAccount
-from orchestrators.rollout_lane import ACCOUNTS_PER_GENERATION, WATCHDOG_FIRST_SECONDS, LaneInput, run_lane
+from orchestrators.rollout_lane import ACCOUNTS_PER_GENERATION_PREPARING, WATCHDOG_FIRST_SECONDS, LaneInput, run_lane
 from tests.orchestrators.harness import START, FakeTask, Run, drive
 from tests.orchestrators.test_account_branches import CONFIG, KEY, SUB
 
@@ -198,7 +198,7 @@ def test_a_release_that_never_arrives_is_raised_again_by_the_watchdog() -> None:
 
 def test_accounts_started_before_the_lane_continued_as_new_are_followed_to_their_end() -> None:
     accounts = Accounts()
-    total = ACCOUNTS_PER_GENERATION + 5
+    total = ACCOUNTS_PER_GENERATION_PREPARING + 5
     run = _drive(accounts, _lane(total, preparing=2))
     assert run.generations >= 2
     _finished(run, "Enabled", total)
@@ -245,7 +245,7 @@ def test_the_lane_carries_only_the_rows_it_wrote_itself() -> None:
         return prepare(payload, now)
 
     activities["prepare_account_start"] = failing_prepare
-    total = ACCOUNTS_PER_GENERATION + 3
+    total = ACCOUNTS_PER_GENERATION_PREPARING + 3
     run = drive(
         run_lane,
         _lane(total, preparing=1),
