@@ -82,7 +82,7 @@ async def _first_claims_rows(
 ) -> list[ReportRow]:
     """The rows of accounts a lane finished with the orchestration it started at their first claim: its output.
     Read in one list query of the orchestrations created since the rollout began when there are many."""
-    rollout = await read_instance(client, rollout_id) or {"instanceId": rollout_id}
+    rollout = await read_instance(client, rollout_id, show_input=True) or {"instanceId": rollout_id}
     found = await terminal_instances(client, rollout, {instance_id for instance_id, _ in first_claims}, remember=False)
     rows: list[ReportRow] = []
     for instance_id, account in first_claims:

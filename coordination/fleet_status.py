@@ -487,6 +487,17 @@ async def _resolve_finished_here(
     found = await terminal_instances(client, rollout, set(candidates), missing_ok=True)
     for instance_id in sorted(found, key=lambda i: str(found[i].get("createdTime") or "")):
         candidates[instance_id].instance_id = instance_id
+    # The list query starts where the rollout says it started; Azure resets an instance's createdTime when it
+    # continues as new (azure-functions-durable-extension #2088), so an older first claim may be missed there.
+    first_claims = {
+        rollout_instance_id(slot.planned["accountId"], rollout_id, 0): slot
+        for slot in unknown
+        if slot.instance_id is None
+    }
+    reads = [lambda i=i: read_instance(client, i) for i in sorted(first_claims)]
+    for instance in await _gather(reads):
+        if instance is not None:
+            first_claims[str(instance["instanceId"])].instance_id = str(instance["instanceId"])
     still = {slot.lane for slot in unknown if slot.instance_id is None}
     for lane in lanes:
         if int(lane["input"].get("lane") or 0) not in still:
@@ -526,7 +537,7 @@ async def terminal_instances(
     found = {i: _TERMINAL[i] for i in ids if i in _TERMINAL}
     unknown = ids - set(found)
     if len(unknown) > LIST_INSTEAD_OF_READS:
-        since = rollout.get("createdTime")
+        since = _rollout_started_at(rollout)
         query = {"instanceIdPrefix": ACCOUNT_PREFIX, "showInput": "false", "top": LIST_PAGE}
         if since:
             query["createdTimeFrom"] = str(since)
@@ -547,6 +558,14 @@ async def terminal_instances(
                 _remember(instance)
             found[str(instance["instanceId"])] = instance
     return found
+
+
+def _rollout_started_at(rollout: dict[str, Any]) -> str | None:
+    """When the rollout started: what its later generations carry (Azure resets createdTime when an instance
+    continues as new, azure-functions-durable-extension #2088), else its createdTime."""
+    following = as_dict(as_dict(decoded(rollout.get("input"))).get("following"))
+    started = as_dict(following.get("timings")).get("startedAt")
+    return str(started) if started else rollout.get("createdTime")
 
 
 def _unplanned(
