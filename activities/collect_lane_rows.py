@@ -91,8 +91,8 @@ async def _first_claims_rows(
             rows.append(report_row(output, instance_id))  # type: ignore[arg-type]  # an account orchestration's output
             continue
         # Its lane saw it end with an outcome, so it was there: purged since, most likely.
-        reason = f"Its lane finished it, but orchestration {instance_id} can no longer be read "
-        reason += " (purged?): outcome unknown"
+        reason = f"Its lane finished it, but orchestration {instance_id} can no longer be read (purged?)"
+        reason += ": outcome unknown"
         row = unplanned_row(account["accountId"], "Failed", reason, account["keyUri"])
         row["instanceId"] = instance_id
         rows.append(row)

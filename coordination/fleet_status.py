@@ -487,12 +487,13 @@ async def _resolve_finished_here(
     found = await terminal_instances(client, rollout, set(candidates), missing_ok=True)
     for instance_id in sorted(found, key=lambda i: str(found[i].get("createdTime") or "")):
         candidates[instance_id].instance_id = instance_id
-    # The list query starts where the rollout says it started; Azure resets an instance's createdTime when it
-    # continues as new (azure-functions-durable-extension #2088), so an older first claim may be missed there.
+    # Many candidates went to one list query, which starts where the rollout says it started; Azure resets an
+    # instance's createdTime when it continues as new (azure-functions-durable-extension #2088), so an older first
+    # claim may be missed there. (Few candidates were each read already.)
     first_claims = {
         rollout_instance_id(slot.planned["accountId"], rollout_id, 0): slot
         for slot in unknown
-        if slot.instance_id is None
+        if slot.instance_id is None and len(candidates) > LIST_INSTEAD_OF_READS
     }
     reads = [lambda i=i: read_instance(client, i) for i in sorted(first_claims)]
     for instance in await _gather(reads):
