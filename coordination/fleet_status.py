@@ -292,7 +292,7 @@ async def _read_rollout(client: df.DurableOrchestrationClient, rollout_id: str) 
     known = await terminal_instances(client, rollout, finished_ids)
 
     moment = now([rollout, *lanes, *(instance for instance, _ in running.values())])
-    queued_since = rollout.get("createdTime")
+    queued_since = rollout_started_at(rollout)
     accounts: list[AccountState] = []
     for slot in slots:
         key = slot.planned["accountId"].lower()
@@ -538,7 +538,7 @@ async def terminal_instances(
     found = {i: _TERMINAL[i] for i in ids if i in _TERMINAL}
     unknown = ids - set(found)
     if len(unknown) > LIST_INSTEAD_OF_READS:
-        since = _rollout_started_at(rollout)
+        since = rollout_started_at(rollout)
         query = {"instanceIdPrefix": ACCOUNT_PREFIX, "showInput": "false", "top": LIST_PAGE}
         if since:
             query["createdTimeFrom"] = str(since)
@@ -561,12 +561,23 @@ async def terminal_instances(
     return found
 
 
-def _rollout_started_at(rollout: dict[str, Any]) -> str | None:
-    """When the rollout started: what its later generations carry (Azure resets createdTime when an instance
-    continues as new, azure-functions-durable-extension #2088), else its createdTime."""
+def rollout_started_at(rollout: dict[str, Any]) -> str | None:
+    """When the rollout started. Azure resets an instance's createdTime when it continues as new
+    (azure-functions-durable-extension #2088), and a rollout that runs longer than its refresh loop does: its custom
+    status says when it started, as do its later generations' input and its output; createdTime only for a
+    rollout written before the custom status carried it."""
+    custom = as_dict(rollout.get("customStatus"))
     following = as_dict(as_dict(decoded(rollout.get("input"))).get("following"))
-    started = as_dict(following.get("timings")).get("startedAt")
-    return str(started) if started else rollout.get("createdTime")
+    output = as_dict(rollout.get("output"))
+    for started in (
+        custom.get("startedAt"),
+        as_dict(following.get("timings")).get("startedAt"),
+        as_dict(output.get("timings")).get("startedAt"),
+    ):
+        if started:
+            return str(started)
+    created = rollout.get("createdTime")
+    return str(created) if created else None
 
 
 def _unplanned(
@@ -591,7 +602,7 @@ def _unplanned(
         if account_id.lower() in planned:
             continue
         if discovering:
-            state = account_state(account_id, None, now=moment, queued_since=rollout.get("createdTime"))
+            state = account_state(account_id, None, now=moment, queued_since=rollout_started_at(rollout))
         else:
             row = {
                 "accountId": account_id,
@@ -663,7 +674,7 @@ def rollout_summary(view: RolloutView) -> dict[str, Any]:
         "instanceId": rollout["instanceId"],
         "runtimeStatus": rollout.get("runtimeStatus"),
         "phase": custom.get("phase"),
-        "createdTime": rollout.get("createdTime"),
+        "createdTime": rollout_started_at(rollout),
         "lastUpdatedTime": rollout.get("lastUpdatedTime"),
         "dryRun": bool(request.get("dryRun")),
         "request": _request_summary(request),
@@ -828,7 +839,7 @@ def rollout_list_item(snapshot: Fleet, rollout: dict[str, Any]) -> dict[str, Any
         "instanceId": rollout["instanceId"],
         "runtimeStatus": rollout.get("runtimeStatus"),
         "phase": custom.get("phase"),
-        "createdTime": rollout.get("createdTime"),
+        "createdTime": rollout_started_at(rollout),
         "lastUpdatedTime": rollout.get("lastUpdatedTime"),
         "dryRun": bool(output.get("dryRun")) if output else None,
         "lanes": int(custom.get("lanes") or 0) or None,
@@ -843,6 +854,11 @@ def newest_first(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
         instances, key=lambda i: (str(i.get("createdTime") or ""), str(i.get("instanceId") or "")), reverse=True
     )
+
+
+def rollouts_newest_first(rollouts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """By when each started, not by createdTime, which a long rollout's continue-as-new moves (rollout_started_at)."""
+    return sorted(rollouts, key=lambda r: (rollout_started_at(r) or "", str(r.get("instanceId") or "")), reverse=True)
 
 
 def moment_seconds(moment: Any, origin: datetime) -> float | None:

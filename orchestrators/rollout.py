@@ -90,7 +90,7 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     if following is not None:
         return (yield from _follow_lanes(context, data, following))
     timings = {"startedAt": now_iso(context)}
-    _status(context, "discovering", 0, Counter(), {})
+    _status(context, "discovering", timings["startedAt"], 0, Counter(), {})
     rows: list[ReportRow] = []
     try:
         discovery: Discovery = yield from call_arm(
@@ -135,7 +135,7 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     ]
     by_outcome: Counter[str] = Counter(row["outcome"] for row in rows)
     by_phase: dict[str, int] = {"queued": len(planned)}
-    _status(context, "running", total, by_outcome, by_phase, lanes=len(lanes))
+    _status(context, "running", timings["startedAt"], total, by_outcome, by_phase, lanes=len(lanes))
     if lane_tasks:
         all_lanes = context.task_all(lane_tasks)
         refresh = FIRST_STATUS_REFRESH_SECONDS
@@ -147,7 +147,7 @@ def run_rollout(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
                 timer.cancel()  # type: ignore[no-untyped-call]
                 ended = True
                 break
-            live = yield from _refresh(context, lane_ids, by_outcome, total, config)
+            live = yield from _refresh(context, lane_ids, timings["startedAt"], by_outcome, total, config)
             if live is not None:
                 by_phase = live
             refresh = min(refresh * 2, MAX_STATUS_REFRESH_SECONDS)
@@ -250,6 +250,7 @@ def _rows_of_lanes(
 def _refresh(
     context: df.DurableOrchestrationContext,
     lane_ids: list[str],
+    started_at: str,
     by_outcome: Counter[str],
     total: int,
     config: OrchestrationConfig,
@@ -263,7 +264,7 @@ def _refresh(
     if not (isinstance(summary, dict) and "byOutcome" in summary):
         return None
     live: Counter[str] = by_outcome + Counter(summary["byOutcome"])
-    _status(context, "running", total, live, summary["byPhase"], lanes=len(lane_ids))
+    _status(context, "running", started_at, total, live, summary["byPhase"], lanes=len(lane_ids))
     result: dict[str, Any] = summary
     return result
 
@@ -275,16 +276,18 @@ def _follow_lanes(
     request, config = data["request"], data["config"]
     lane_ids = following["laneIds"]
     by_outcome: Counter[str] = Counter(row["outcome"] for row in following["rows"])
+    started_at = following["timings"]["startedAt"]
     _status(
         context,
         "running",
+        started_at,
         following["total"],
         by_outcome + Counter(following["byOutcome"]),
         following["byPhase"],
         lanes=len(lane_ids),
     )
     for _ in range(REFRESHES_PER_GENERATION):
-        summary = yield from _refresh(context, lane_ids, by_outcome, following["total"], config)
+        summary = yield from _refresh(context, lane_ids, started_at, by_outcome, following["total"], config)
         if summary is not None:
             following["byOutcome"], following["byPhase"] = summary["byOutcome"], summary["byPhase"]
             if summary.get("runningLanes") == 0:
@@ -345,6 +348,7 @@ def _lane_input(
 def _status(
     context: df.DurableOrchestrationContext,
     phase: str,
+    started_at: str,
     total: int,
     by_outcome: Counter[str],
     by_phase: dict[str, int],
@@ -354,6 +358,9 @@ def _status(
     context.set_custom_status(
         {
             "phase": phase,
+            # Azure resets createdTime at each continue-as-new (azure-functions-durable-extension #2088): views
+            # read the rollout's start from here.
+            "startedAt": started_at,
             "total": total,
             "done": sum(by_outcome.values()),
             "byOutcome": dict(by_outcome),
@@ -374,7 +381,7 @@ def _output(
 ) -> dict[str, Any]:
     timings["finishedAt"] = now_iso(context)
     totals: Counter[str] = Counter(row["outcome"] for row in rows)
-    _status(context, "done", len(rows), totals, {})
+    _status(context, "done", timings["startedAt"], len(rows), totals, {})
     rows = sorted(rows, key=lambda row: row["accountId"].lower())
     for row in rows:  # every row says who asked: the account's own requester, else the rollout's
         row["requestedBy"] = row.get("requestedBy") or request.get("requestedBy")

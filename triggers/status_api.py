@@ -198,7 +198,7 @@ async def list_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationCl
         statuses = _choices(req, "runtimeStatus", RUNTIME_STATUSES)
         snapshot = await fleet_status.fleet(client)
         rollouts = [r for r in snapshot.rollouts if not statuses or r.get("runtimeStatus") in statuses]
-        page, token = _paged(req, fleet_status.newest_first(rollouts), default=20)
+        page, token = _paged(req, fleet_status.rollouts_newest_first(rollouts), default=20)
     except InvalidRequest as error:
         return invalid(error)
     items = []
@@ -263,7 +263,7 @@ async def rollout_timeline(req: func.HttpRequest, client: df.DurableOrchestratio
 def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
     """Every account's steps as [phase, start, end] in seconds from the rollout's start (end null: ongoing), the
     accounts ordered by when they started, and the time each phase took in total."""
-    origin = parse_time(view.rollout.get("createdTime")) or view.now
+    origin = parse_time(fleet_status.rollout_started_at(view.rollout)) or view.now
     rows = []
     totals: dict[str, dict[str, float]] = {}
     now_offset = round((view.now - origin).total_seconds(), 1)
@@ -299,7 +299,7 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
     finished = (view.rollout.get("output") or {}).get("timings", {}).get("finishedAt") if view.finished else None
     return {
         "rolloutId": view.rollout["instanceId"],
-        "start": view.rollout.get("createdTime"),
+        "start": fleet_status.rollout_started_at(view.rollout),
         "now": _iso(view.now),
         "nowSeconds": now_offset,
         "endSeconds": fleet_status.moment_seconds(finished, origin) if finished else None,

@@ -114,6 +114,9 @@ def test_a_weeks_long_rollout_continues_as_new_and_still_reports_every_account()
     assert refreshes_per_generation <= REFRESHES_PER_GENERATION + 1, "bounded history in every generation"
     assert all(status["phase"] in ("discovering", "running", "done") for status in run.statuses if status)
     assert all(len(str(status)) < 500 for status in run.statuses), "counts only"
+    # Azure resets createdTime at each continue-as-new: every generation's status says when the rollout started.
+    started = {status["startedAt"] for status in run.statuses if status}
+    assert started == {run.output["timings"]["startedAt"]}
     assert fleet.preparing == [1, 1], "maxPreparing dealt over the lanes"
 
 
