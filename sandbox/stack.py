@@ -105,8 +105,10 @@ class LocalAzureStack:
         simulator_overrides: dict[str, Any] | None = None,
         discrete: bool = False,
         auth: str = "functionKey",
+        keep_history_generations: bool = False,
     ) -> None:
-        """`discrete`: discrete-event time (see DiscreteEventDriver) instead of `time_scale`, for measurements."""
+        """`discrete`: discrete-event time (see DiscreteEventDriver) instead of `time_scale`, for measurements.
+        `keep_history_generations`: see LocalHost."""
         self.state_dir = state_dir
         host_state = state_dir / "host" if state_dir else None
         if discrete:
@@ -126,6 +128,7 @@ class LocalAzureStack:
         self._settings_file = settings_file
         self._require_keys = require_keys
         self._auth = auth
+        self._keep_history_generations = keep_history_generations
         self.host: LocalHost | None = None
         self._driver = DiscreteEventDriver(self) if discrete else None
 
@@ -148,6 +151,7 @@ class LocalAzureStack:
             settings=settings,
             require_keys=self._require_keys,
             auth=self._auth,
+            keep_history_generations=self._keep_history_generations,
         )
         self.host.start()
         # As Event Grid calls an AzureFunction destination: with the Event Grid extension's system key.

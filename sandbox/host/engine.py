@@ -173,6 +173,7 @@ class OrchestrationEngine:
         worker_pool: ThreadPoolExecutor,
         on_commit: Callable[[str], None] | None = None,
         worker_processes: WorkerProcesses | None = None,
+        keep_history_generations: bool = False,
     ) -> None:
         self._registry = registry
         self._worker_processes = worker_processes
@@ -181,7 +182,9 @@ class OrchestrationEngine:
         self._pool = worker_pool
         self._on_commit = on_commit
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-db")
-        self._store: TaskHubStore = self._db_thread.submit(TaskHubStore, database_path).result()
+        self._store: TaskHubStore = self._db_thread.submit(
+            TaskHubStore, database_path, keep_history_generations=keep_history_generations
+        ).result()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._invoker: FunctionInvoker | None = None
         self._ready: deque[str] = deque()

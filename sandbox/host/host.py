@@ -68,13 +68,17 @@ class LocalHost:
         require_keys: bool = False,
         settings_file: Path | None = None,
         auth: str = "functionKey",
+        keep_history_generations: bool = False,
     ) -> None:
         """`auth`: "functionKey" (function keys, only checked with `require_keys`, as Core Tools does) or "entra"
         (App Service Authentication emulated in front of the HTTP triggers, see easy_auth.py; the system
-        endpoints keep their keys, so keys are required)."""
+        endpoints keep their keys, so keys are required). `keep_history_generations`: keep the history of every
+        execution of an instance that continued as new, for tests that inspect an earlier one (Azure, and the host
+        by default, keep only the current execution's; the history API shows only that one either way)."""
         if auth not in ("functionKey", "entra"):
             raise ValueError(f"auth must be functionKey or entra, not {auth!r}")
         self.auth = auth
+        self.keep_history_generations = keep_history_generations
         if auth == "entra":
             require_keys = True
             # What App Service sets for an app behind its authentication, and the app's own mode.
@@ -170,6 +174,7 @@ class LocalHost:
             worker_pool=self._worker_pool,
             on_commit=self._on_commit,
             worker_processes=self._worker_processes,
+            keep_history_generations=self.keep_history_generations,
         )
 
     def stop(self) -> None:
