@@ -107,7 +107,8 @@ def render_fleet(figures: dict[str, Any]) -> str:
     for kind, row in rows:
         label = f"{row['accounts']:,}-account {kind}"
         lines.append(
-            f"  {label:<42} wall {row['wallSeconds']:7.1f} s   peak RSS {row['peakRssMiB']:7.1f} MiB   "
+            f"  {label:<42} wall {row['wallSeconds']:7.1f} s   peak RSS {row['peakRssMiB']:7.1f} MiB host, "
+            f"{row.get('stackPeakRssMiB', '?')} MiB with the worker processes   "
             f"CPU {row.get('hostCpuSeconds', '?')} s host + {row.get('workerCpuSeconds', '?')} s in "
             f"{row.get('workerProcesses', 1)} worker processes   "
             f"429 share {row['throttledShare']:.2%}   makespan {row['makespanSeconds']:.0f} s "

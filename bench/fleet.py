@@ -9,6 +9,7 @@ seconds unless named wall.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -114,6 +116,7 @@ def rollout(
         peak = peak_concurrent_key_operations(stack.simulator)
         # The cap is concurrent encryptions in Azure (README, Fleets): the simulator's own log must never exceed it.
         assert peak <= MAX_CONCURRENCY, f"{peak} key operations ran at once, cap {MAX_CONCURRENCY}"
+        worker_peaks = _worker_peak_rss_mib(stack)
     encryptions = [o for o in operations if "keyVaultKeyUri" in json.dumps(o.get("changes"))]
     encryption_seconds = [_seconds(o["endTime"]) - _seconds(o["startTime"]) for o in encryptions]
     # Reads of the encryptions' own status URLs (the identity PATCHes' operations are read too, but not here).
@@ -144,7 +147,7 @@ def rollout(
         "appBudgetBoundSeconds": _bucket_bound(arm, APP_BUDGET),
         "peakConcurrentEncryptions": peak,
         "wallSeconds": round(time.perf_counter() - wall, 1),
-        **_cpu_and_memory(),
+        **_cpu_and_memory(worker_peaks),
     }
     if encryption_seconds:
         total = sum(encryption_seconds)
@@ -169,17 +172,32 @@ def rollout(
     return result
 
 
-def _cpu_and_memory() -> dict[str, Any]:
-    """CPU seconds of the host process (simulator, host, clock driver) and of its worker processes, and peak RSS
-    (the largest single process: the host's; a worker process's own peak apart)."""
+def _cpu_and_memory(worker_peaks: list[float]) -> dict[str, Any]:
+    """CPU seconds of the host process (simulator, host, clock driver) and of its worker processes; peak RSS of the
+    host, of the largest worker process, and of the stack: the host's plus every worker process's own peak (an
+    upper bound of what the stack held at any one moment)."""
     own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    host_peak = round(own.ru_maxrss / 1024, 1)
     return {
         "workerProcesses": worker_processes(),
         "hostCpuSeconds": round(own.ru_utime + own.ru_stime, 1),
         "workerCpuSeconds": round(workers.ru_utime + workers.ru_stime, 1),
-        "peakRssMiB": round(own.ru_maxrss / 1024, 1),
+        "peakRssMiB": host_peak,
         "workerPeakRssMiB": round(workers.ru_maxrss / 1024, 1),
+        "stackPeakRssMiB": round(host_peak + sum(worker_peaks), 1),
     }
+
+
+def _worker_peak_rss_mib(stack: LocalAzureStack) -> list[float]:
+    """Each running worker process's peak RSS (VmHWM), read while it runs; none when the app runs in the host."""
+    assert stack.host is not None
+    processes = stack.host.worker_processes
+    peaks: list[float] = []
+    for pid in processes.pids if processes is not None else []:
+        with contextlib.suppress(OSError, ValueError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(status.split("VmHWM:", 1)[1].split()[0]) / 1024)
+    return peaks
 
 
 def _noticed_after_azure(
