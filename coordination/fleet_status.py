@@ -595,7 +595,7 @@ def _unplanned(
                     _with_rollout(account_state(str(row["accountId"]), None, now=moment, row=row), rollout_id)
                 )
         return states
-    request = (rollout.get("input") or {}).get("request") or {}
+    request = as_dict(as_dict(decoded(rollout.get("input"))).get("request"))
     named = [str(a) for a in request.get("accounts") or []]
     discovering = custom.get("phase") in (None, "discovering") or (custom.get("lanes") or 0) > lanes
     for account_id in named:
@@ -667,7 +667,7 @@ def _encryption_ref(account: AccountState | None) -> dict[str, Any] | None:
 def rollout_summary(view: RolloutView) -> dict[str, Any]:
     """The rollout's header: its request, state and live counts."""
     rollout = view.rollout
-    request = (rollout.get("input") or {}).get("request") or {}
+    request = as_dict(as_dict(decoded(rollout.get("input"))).get("request"))
     custom = as_dict(rollout.get("customStatus"))
     output = as_dict(rollout.get("output"))
     return {

@@ -206,7 +206,7 @@ async def list_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationCl
         item = fleet_status.rollout_list_item(snapshot, rollout)
         if item["dryRun"] is None:
             full = await fleet_status.read_instance(client, str(rollout["instanceId"]), show_input=True)
-            request = ((full or {}).get("input") or {}).get("request") or {}
+            request = as_dict(as_dict(fleet_status.decoded((full or {}).get("input"))).get("request"))
             item["dryRun"] = bool(request.get("dryRun"))
         items.append(item)
     body = {"now": _iso(snapshot.now), "total": len(rollouts), "rollouts": items, "continuationToken": token}
@@ -296,7 +296,9 @@ def timeline(view: fleet_status.RolloutView) -> dict[str, Any]:
         return (min(begun) if begun else float("inf"), row["name"].lower())
 
     rows.sort(key=started)
-    finished = (view.rollout.get("output") or {}).get("timings", {}).get("finishedAt") if view.finished else None
+    # A rollout that failed or was terminated has a reason (a string) for its output, and no finish time.
+    output_timings = as_dict(as_dict(view.rollout.get("output")).get("timings"))
+    finished = output_timings.get("finishedAt") if view.finished else None
     return {
         "rolloutId": view.rollout["instanceId"],
         "start": fleet_status.rollout_started_at(view.rollout),
