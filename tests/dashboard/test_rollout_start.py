@@ -43,7 +43,7 @@ def _encrypting(name: str, began: datetime) -> Any:
         "instanceId": f"cmk-{name}",
         "runtimeStatus": "Running",
         "customStatus": {"phase": "encrypting"},
-        "createdTime": _iso(began),
+        "createdTime": _iso(CONTINUED),  # its monitor, too, has continued as new
     }
     timings = {
         "startedAt": _iso(began),
@@ -70,6 +70,8 @@ def test_the_timeline_of_a_rollout_that_continued_as_new_starts_where_the_rollou
     # An account that began two hours in is on the axis at 7,200 s, not dropped as "before the rollout began".
     assert rows["early"]["segments"][0][:2] == ["preflight", 7200]
     assert rows["early"]["segments"][-1][0] == "encrypting" and rows["early"]["segments"][-1][2] is None
+    # Its monitor continued as new since (a newer createdTime): its step times still say when it began.
+    assert view.accounts[0]["timings"]["startedAt"] == _iso(STARTED + timedelta(hours=2))
     # The account still queued has waited since the rollout started, 17 hours, not since it last continued.
     assert rows["waiting"]["segments"] == [["queued", 0, None]]
     assert drawn["phaseTotals"]["queued"]["seconds"] == (NOW - STARTED).total_seconds()
