@@ -749,7 +749,7 @@ def account_id_of(instance: dict[str, Any]) -> str | None:
     for source in (instance.get("output"), instance.get("customStatus")):
         if isinstance(source, dict) and source.get("accountId"):
             return str(source["accountId"])
-    data = instance.get("input")
+    data = decoded(instance.get("input"))  # a Python client's input comes back as the JSON text it posted
     request = data.get("request") if isinstance(data, dict) else None
     return str(request["accountId"]) if isinstance(request, dict) and request.get("accountId") else None
 
