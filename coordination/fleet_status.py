@@ -93,6 +93,11 @@ def payload(status: Any) -> dict[str, Any] | None:
     return result
 
 
+def input_of(instance: dict[str, Any]) -> dict[str, Any]:
+    """An instance's input as a JSON object ({} when it has none or it is not one)."""
+    return as_dict(decoded(instance.get("input")))
+
+
 def decoded(value: Any) -> Any:
     """An orchestration input as JSON: the Durable API hands some back as the JSON text the client posted."""
     if isinstance(value, str):
@@ -487,18 +492,6 @@ async def _resolve_finished_here(
     found = await terminal_instances(client, rollout, set(candidates), missing_ok=True)
     for instance_id in sorted(found, key=lambda i: str(found[i].get("createdTime") or "")):
         candidates[instance_id].instance_id = instance_id
-    # Many candidates went to one list query, which starts where the rollout says it started; Azure resets an
-    # instance's createdTime when it continues as new (azure-functions-durable-extension #2088), so an older first
-    # claim may be missed there. (Few candidates were each read already.)
-    first_claims = {
-        rollout_instance_id(slot.planned["accountId"], rollout_id, 0): slot
-        for slot in unknown
-        if slot.instance_id is None and len(candidates) > LIST_INSTEAD_OF_READS
-    }
-    reads = [lambda i=i: read_instance(client, i) for i in sorted(first_claims)]
-    for instance in await _gather(reads):
-        if instance is not None:
-            first_claims[str(instance["instanceId"])].instance_id = str(instance["instanceId"])
     still = {slot.lane for slot in unknown if slot.instance_id is None}
     for lane in lanes:
         if int(lane["input"].get("lane") or 0) not in still:
@@ -567,7 +560,7 @@ def rollout_started_at(rollout: dict[str, Any]) -> str | None:
     status says when it started, as do its later generations' input and its output; createdTime only for a
     rollout written before the custom status carried it."""
     custom = as_dict(rollout.get("customStatus"))
-    following = as_dict(as_dict(decoded(rollout.get("input"))).get("following"))
+    following = as_dict(input_of(rollout).get("following"))
     output = as_dict(rollout.get("output"))
     for started in (
         custom.get("startedAt"),
@@ -595,7 +588,7 @@ def _unplanned(
                     _with_rollout(account_state(str(row["accountId"]), None, now=moment, row=row), rollout_id)
                 )
         return states
-    request = as_dict(as_dict(decoded(rollout.get("input"))).get("request"))
+    request = as_dict(input_of(rollout).get("request"))
     named = [str(a) for a in request.get("accounts") or []]
     discovering = custom.get("phase") in (None, "discovering") or (custom.get("lanes") or 0) > lanes
     for account_id in named:
@@ -667,7 +660,7 @@ def _encryption_ref(account: AccountState | None) -> dict[str, Any] | None:
 def rollout_summary(view: RolloutView) -> dict[str, Any]:
     """The rollout's header: its request, state and live counts."""
     rollout = view.rollout
-    request = as_dict(as_dict(decoded(rollout.get("input"))).get("request"))
+    request = as_dict(input_of(rollout).get("request"))
     custom = as_dict(rollout.get("customStatus"))
     output = as_dict(rollout.get("output"))
     return {
@@ -749,9 +742,9 @@ def account_id_of(instance: dict[str, Any]) -> str | None:
     for source in (instance.get("output"), instance.get("customStatus")):
         if isinstance(source, dict) and source.get("accountId"):
             return str(source["accountId"])
-    data = decoded(instance.get("input"))  # a Python client's input comes back as the JSON text it posted
-    request = data.get("request") if isinstance(data, dict) else None
-    return str(request["accountId"]) if isinstance(request, dict) and request.get("accountId") else None
+    # A Python client's input comes back as the JSON text it posted.
+    request = as_dict(input_of(instance).get("request"))
+    return str(request["accountId"]) if request.get("accountId") else None
 
 
 def newest_per_account(snapshot: Fleet) -> list[dict[str, Any]]:

@@ -206,7 +206,7 @@ async def list_rollouts(req: func.HttpRequest, client: df.DurableOrchestrationCl
         item = fleet_status.rollout_list_item(snapshot, rollout)
         if item["dryRun"] is None:
             full = await fleet_status.read_instance(client, str(rollout["instanceId"]), show_input=True)
-            request = as_dict(as_dict(fleet_status.decoded((full or {}).get("input"))).get("request"))
+            request = as_dict(fleet_status.input_of(full or {}).get("request"))
             item["dryRun"] = bool(request.get("dryRun"))
         items.append(item)
     body = {"now": _iso(snapshot.now), "total": len(rollouts), "rollouts": items, "continuationToken": token}
