@@ -17,7 +17,7 @@ from typing import Any
 
 from sandbox.azure import AzureSimulator
 from sandbox.clock import SimClock
-from sandbox.host import LocalHost
+from sandbox.host import LocalHost, allocator
 from sandbox.host.clock_anchor import load_clock
 from sandbox.host.config import read_settings_file
 
@@ -109,6 +109,7 @@ class LocalAzureStack:
     ) -> None:
         """`discrete`: discrete-event time (see DiscreteEventDriver) instead of `time_scale`, for measurements.
         `keep_history_generations`: see LocalHost."""
+        allocator.tune_this_process()  # before the simulator and host start their threads
         self.state_dir = state_dir
         host_state = state_dir / "host" if state_dir else None
         if discrete:

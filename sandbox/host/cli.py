@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from sandbox.clock import SimClock
+from sandbox.host import allocator
 from sandbox.host.clock_anchor import load_clock
 from sandbox.host.host import LocalHost
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments and arguments[0] == "host":
         arguments = arguments[1:]
     options = _parser().parse_args(arguments)
+    allocator.tune_this_process()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = load_clock(options.state, options.time_scale) if options.state else SimClock(options.time_scale)
     host = LocalHost(

@@ -751,23 +751,26 @@ async def _wait_for_signal(signal: asyncio.Event, timeout: float | None) -> None
 
 
 def _context_json(instance: InstanceRecord, fragments: list[str], *, is_replaying: bool) -> str:
-    """The orchestration trigger payload (extension `OrchestrationContextToString`), assembled from stored JSON."""
+    """The orchestration trigger payload (extension `OrchestrationContextToString`), assembled from stored JSON in
+    one join: concatenating with `+` copied a rollout's multi-megabyte history once per part."""
     raw_input = instance.raw_input if instance.raw_input is not None else "null"
     parent = instance.parent_instance_id
-    return (
-        '{"history":['
-        + ",".join(fragments)
-        + '],"input":'
-        + raw_input
-        + ',"instanceId":'
-        + json.dumps(instance.instance_id)
-        + ',"isReplaying":'
-        + ("true" if is_replaying else "false")
-        + ',"parentInstanceId":'
-        + json.dumps(parent)
-        + ',"upperSchemaVersion":1,"upperSchemaVersionNew":2'
-        + ',"longRunningTimerIntervalDuration":"3.00:00:00","maximumShortTimerDuration":"6.00:00:00"'
-        + ',"defaultHttpAsyncRequestSleepTimeMillseconds":30000}'
+    return "".join(
+        (
+            '{"history":[',
+            ",".join(fragments),
+            '],"input":',
+            raw_input,
+            ',"instanceId":',
+            json.dumps(instance.instance_id),
+            ',"isReplaying":',
+            "true" if is_replaying else "false",
+            ',"parentInstanceId":',
+            json.dumps(parent),
+            ',"upperSchemaVersion":1,"upperSchemaVersionNew":2',
+            ',"longRunningTimerIntervalDuration":"3.00:00:00","maximumShortTimerDuration":"6.00:00:00"',
+            ',"defaultHttpAsyncRequestSleepTimeMillseconds":30000}',
+        )
     )
 
 

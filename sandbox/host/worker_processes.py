@@ -33,6 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sandbox.host import allocator
+
 log = logging.getLogger("sandbox.host")
 
 ORCHESTRATOR = "orchestrator"
@@ -81,6 +83,7 @@ class _WorkerProcess:
     def start(self) -> None:
         parent, child = socket.socketpair()
         environment = dict(os.environ)
+        allocator.child_environment(environment)
         environment["PYTHONPATH"] = os.pathsep.join(
             [str(_SANDBOX_ROOT), *filter(None, [environment.get("PYTHONPATH")])]
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,6 +73,10 @@ def test_a_rollout_runs_in_the_worker_processes_and_every_account_is_enabled() -
         assert stack.host is not None
         workers = stack.host.worker_processes
         assert workers is not None and len(workers.pids) == 2 and os.getpid() not in workers.pids
+        # Each starts with the stack's malloc settings (sandbox.host.allocator) where the environment sets none.
+        expected = os.environ.get("MALLOC_ARENA_MAX", "2")
+        for pid in workers.pids:
+            assert f"MALLOC_ARENA_MAX={expected}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         status = _finished(stack, _start(stack))
         assert status["output"]["totals"] == {"Enabled": ACCOUNTS}
         assert _encrypted_in_azure(stack, account_ids) == account_ids
