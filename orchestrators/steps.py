@@ -15,8 +15,14 @@ import azure.durable_functions as df
 from cmk.arm_pacing import PacingInfo, wake_delay_seconds
 from cmk.orchestration import CustomStatus, OrchestrationConfig, Phase
 
-# How many Retry-After waits one activity call may sit through before the throttling is reported as a failure.
+# How many of Azure's Retry-After waits (429s) one activity call may sit through before the throttling is reported
+# as a failure.
 MAX_THROTTLED_WAITS = 20
+# How many waits the app's own pacing (cmk.arm_pacing) may hold one call back: nothing was sent, the wait is a place
+# in the app's queue, and a caller that comes back late for its turn (a host restarted, a backlog of timers firing
+# at once) queues again. Counted apart from Azure's 429s: `make chaos` once reported an account Failed, "throttled"
+# through 20 waits that were mostly the app's own, after five restarts of the stack.
+MAX_PACED_WAITS = 100
 
 Step = Generator[Any, Any, Any]
 
@@ -54,18 +60,25 @@ class ArmCallFailed(Exception):
         purpose = ACTIVITY_PURPOSE.get(activity, activity)
         if kind == "throttled":
             text = f"Azure throttled {purpose} through {MAX_THROTTLED_WAITS} waits ({message})"
+        elif kind == "paced":
+            text = (
+                f"The app's own ARM budget held back {purpose} through {MAX_PACED_WAITS} waits; nothing was sent "
+                f"({message})"
+            )
         else:
             text = f"Azure refused {purpose}: HTTP {http_status} {code}: {message}"
         super().__init__(text)
 
 
 def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: Any, config: OrchestrationConfig) -> Step:
-    """Call an ARM activity: transient faults retried by RetryOptions, 429s waited out on a durable timer. Azure's
-    refusals and throttling that outlasts the waits raise ArmCallFailed (see cmk.arm.arm_outcomes). A dict payload
+    """Call an ARM activity: transient faults retried by RetryOptions, 429s and the app's own pacing waited out on a
+    durable timer. Azure's refusals, its throttling past MAX_THROTTLED_WAITS and the pacing past MAX_PACED_WAITS
+    raise ArmCallFailed (see cmk.arm.arm_outcomes). A dict payload
     carries `armPacing` (cmk.arm_pacing): the orchestration's time and who calls, so the activity's requests are
     paced on the orchestrations' clock and a paced call keeps its place in the queue when it comes back."""
     turn = ""
-    for _ in range(MAX_THROTTLED_WAITS):
+    throttled_waits = paced_waits = 0
+    while True:
         if isinstance(payload, dict):
             pacing: PacingInfo = {"at": now_iso(context), "key": f"{context.instance_id}/{activity}"}
             if turn:
@@ -77,10 +90,18 @@ def call_arm(context: df.DurableOrchestrationContext, activity: str, payload: An
             raise ArmCallFailed(activity, "refused", refused["httpStatus"], refused["code"], refused["message"])
         if not (isinstance(result, dict) and "throttled" in result):
             return result
-        turn = result["throttled"].get("turn", "")  # a paced wait's turn; a 429 gives none
+        throttled = result["throttled"]
+        if "turn" in throttled:  # the app's pacing held it back (its turn; "" when the queue had no place)
+            paced_waits += 1
+            if paced_waits > MAX_PACED_WAITS:
+                raise ArmCallFailed(activity, "paced", 429, "Paced", throttled["message"])
+        else:
+            throttled_waits += 1
+            if throttled_waits > MAX_THROTTLED_WAITS:
+                raise ArmCallFailed(activity, "throttled", 429, "TooManyRequests", throttled["message"])
+        turn = throttled.get("turn", "")
         now = context.current_utc_datetime.timestamp()
-        yield sleep(context, wake_delay_seconds(now, result["throttled"]["retryAfterSeconds"]))
-    raise ArmCallFailed(activity, "throttled", 429, "TooManyRequests", result["throttled"]["message"])
+        yield sleep(context, wake_delay_seconds(now, throttled["retryAfterSeconds"]))
 
 
 def sleep(context: df.DurableOrchestrationContext, seconds: float) -> Any:
