@@ -21,7 +21,7 @@ MAX_THROTTLED_WAITS = 20
 # How many waits the app's own pacing (cmk.arm_pacing) may hold one call back: nothing was sent, the wait is a place
 # in the app's queue, and a caller that comes back late for its turn (a host restarted, a backlog of timers firing
 # at once) queues again. Counted apart from Azure's 429s: `make chaos` once reported an account Failed, "throttled"
-# through 20 waits that were mostly the app's own, after five restarts of the stack.
+# through 20 waits, the last of them the app's own, in a run with five restarts of the stack and 429 storms.
 MAX_PACED_WAITS = 100
 
 Step = Generator[Any, Any, Any]
