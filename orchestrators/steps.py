@@ -18,7 +18,7 @@ from cmk.orchestration import CustomStatus, OrchestrationConfig, Phase
 # How many of Azure's Retry-After waits (429s) one activity call may sit through before the throttling is reported
 # as the account's failure. Throttling passes, and a rollout runs for days: with 20, `make chaos` (429 storms that
 # throttle 80 % of a subscription's reads or writes for up to 150 simulated minutes, Retry-After 1 to 10 s) reported
-# an account Failed, throttled through them, in 1 of 6 runs this stop; waiting longer would have enabled it.
+# an account Failed, throttled through them, in 1 of 6 runs in December 2026; waiting longer would have enabled it.
 MAX_THROTTLED_WAITS = 60
 # How many waits the app's own pacing (cmk.arm_pacing) may hold one call back: nothing was sent, the wait is a place
 # in the app's queue, and a caller that comes back late for its turn (a host restarted, a backlog of timers firing

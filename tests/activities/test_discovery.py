@@ -192,3 +192,16 @@ def test_a_scope_subscription_the_app_cannot_read_is_reported_not_silently_dropp
     }
     # Azure's own refusal names the action to grant.
     assert "Microsoft.DocumentDB/databaseAccounts/read" in findings[SUB_UNREADABLE]["message"]
+
+
+@pytest.mark.usefixtures("fresh_pacer")
+def test_a_query_whose_connection_is_reset_is_sent_again() -> None:
+    """A Resource Graph query is a POST, which azure-core does not resend after a reset connection; it only reads,
+    so the app's clients do."""
+    account = b.cosmos_account(SUB_A, "rg-a", "reset-once")
+    with _app_against(b.world([account], tenant_id=TENANT)) as simulator:
+        simulator.add_fault({"path": "Microsoft.ResourceGraph", "kind": "reset", "count": 2})
+        discovery = discover_accounts_activity({"scope": {"subscriptions": [SUB_A]}})
+        graph_calls = [r for r in simulator.requests() if "Microsoft.ResourceGraph" in r["path"]]
+    assert [a["accountId"].lower() for a in discovery["accounts"]] == [str(account["id"]).lower()]
+    assert [call["status"] for call in graph_calls][:3] == [0, 0, 200]
