@@ -194,25 +194,21 @@ def _discover(
     refuses; raises the last failure."""
     payload = {"accounts": request.get("accounts"), "scope": request.get("scope"), "key": _key(request)}
     wait = FIRST_DISCOVERY_RETRY_SECONDS
-    for round_ in range(DISCOVERY_ROUNDS):
+    for _ in range(DISCOVERY_ROUNDS - 1):
         try:
             discovery: Discovery = yield from call_arm(context, DISCOVER_ACCOUNTS, payload, config)
             return discovery
-        except ArmCallFailed as failed:
-            if failed.kind == "refused" or round_ == DISCOVERY_ROUNDS - 1:
+        except Exception as error:  # noqa: BLE001 - the activity failed after its retries: a fault, tried again
+            if isinstance(error, ArmCallFailed) and error.kind == "refused":
                 raise
-            error: Exception = failed
-        except Exception as failed:  # noqa: BLE001 - the activity failed after its retries: a fault, tried again
-            if round_ == DISCOVERY_ROUNDS - 1:
-                raise
-            error = failed
-        if not context.is_replaying:
-            logger.warning(
-                "Rollout %s: discovery failed, again in %d s: %s", context.instance_id, wait, first_line(error)
-            )
+            if not context.is_replaying:
+                logger.warning(
+                    "Rollout %s: discovery failed, again in %d s: %s", context.instance_id, wait, first_line(error)
+                )
         yield sleep(context, wait)
         wait *= 2
-    raise AssertionError("unreachable: the last round returns or raises")
+    last: Discovery = yield from call_arm(context, DISCOVER_ACCOUNTS, payload, config)
+    return last
 
 
 def _estimate_encryptions(

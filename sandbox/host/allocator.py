@@ -18,7 +18,6 @@ environment that sets any of these variables keeps its own value. Not glibc (mac
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import MutableMapping
 
@@ -39,8 +38,6 @@ def child_environment(environment: MutableMapping[str, str]) -> None:
 
 def tune_this_process() -> bool:
     """Apply the settings to the running process, for what it allocates from now on; False when not glibc."""
-    if not ctypes.util.find_library("c") or not hasattr(ctypes, "CDLL"):
-        return False
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt

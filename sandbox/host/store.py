@@ -427,7 +427,7 @@ class TaskHubStore:
         Azure keeps one generation's history: the Azure Storage provider overwrites the rows of earlier
         generations (durabletask PR #124) and the history API shows the current execution only. Kept here, the
         earlier generations of a fleet's lanes were two thirds of the store's history (a 3,000-account dry run:
-        58 MB of 86 MB), in the host's memory. Tests that inspect an earlier generation keep them
+        58 MB of 86 MB of the task hub file). Tests that inspect an earlier generation keep them
         (`keep_history_generations`)."""
         self._db.execute(
             "INSERT INTO executions (instance_id, ordinal, execution_id, started) VALUES (?, ?, ?, ?)",
